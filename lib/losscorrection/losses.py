@@ -1,0 +1,332 @@
+"""Loss functions: cross-entropy, its forward and backward corrections, and the
+baselines of the paper's Table 2.
+
+Shapes: ``logits`` is ``(n, c)`` (the network's last, linear layer ``h(x)``),
+``target`` is ``(n,)`` integer class indices (the observed, possibly noisy,
+labels ỹ). ``T`` is a ``(c, c)`` row-stochastic matrix with
+``T[i, j] = p(ỹ=j | y=i)``, given as a NumPy array or a tensor. Every loss
+returns the batch mean, or the ``(n,)`` per-example losses with
+``reduction="none"``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import ArrayLike
+from torch import Tensor, nn
+
+from .noise import validate_transition
+
+__all__ = [
+    "LOSS_NAMES",
+    "backward_corrected",
+    "backward_matrix",
+    "bootstrap_hard",
+    "bootstrap_soft",
+    "cross_entropy",
+    "forward_corrected",
+    "log_transition",
+    "make_loss",
+    "savage",
+    "sigmoid",
+    "unhinged",
+]
+
+MAX_CONDITION_NUMBER = 1e6
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_inputs(logits: Tensor, target: Tensor) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (n, c), got {tuple(logits.shape)}")
+    if target.ndim != 1 or target.shape[0] != logits.shape[0]:
+        raise ValueError(
+            f"target must have shape (n,) = ({logits.shape[0]},), got {tuple(target.shape)}"
+        )
+    if target.dtype.is_floating_point or target.dtype == torch.bool:
+        raise ValueError(f"target must hold integer class indices, got dtype {target.dtype}")
+    c = logits.shape[1]
+    if target.numel() and (int(target.min()) < 0 or int(target.max()) >= c):
+        bad = target[(target < 0) | (target >= c)][0].item()
+        raise ValueError(f"target out of range: found label {bad}, expected 0 <= label < {c}")
+
+
+def _reduce(per_example: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return per_example.mean()
+    if reduction == "sum":
+        return per_example.sum()
+    if reduction == "none":
+        return per_example
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _as_tensor(matrix: ArrayLike | Tensor, like: Tensor) -> Tensor:
+    return torch.as_tensor(np.asarray(matrix) if not isinstance(matrix, Tensor) else matrix).to(
+        dtype=like.dtype, device=like.device
+    )
+
+
+def _check_transition_size(T: np.ndarray, logits: Tensor) -> None:
+    if T.shape[0] != logits.shape[1]:
+        raise ValueError(
+            f"T is {T.shape[0]}x{T.shape[0]} but logits have {logits.shape[1]} classes"
+        )
+
+
+def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy ``ℓ(e_y, p̂) = -log softmax(h)_y`` (Sec. 3)."""
+    _check_inputs(logits, target)
+    return _reduce(-logits.log_softmax(dim=1).gather(1, target[:, None])[:, 0], reduction)
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def _forward_from_log_matrix(logits: Tensor, target: Tensor, log_T: Tensor) -> Tensor:
+    # log (T^T p̂)_ỹ = log Σ_i T[i, ỹ] p̂_i = logsumexp_i (log p̂_i + log T[i, ỹ])
+    return -torch.logsumexp(logits.log_softmax(dim=1) + log_T.t()[target], dim=1)
+
+
+def log_transition(T: ArrayLike | Tensor) -> np.ndarray:
+    """Entrywise ``log T`` of a validated ``T`` (``-inf`` where ``T`` is zero)."""
+    T = validate_transition(T)
+    with np.errstate(divide="ignore"):
+        return np.log(T)
+
+
+def forward_corrected(
+    logits: Tensor, target: Tensor, T: ArrayLike | Tensor, reduction: str = "mean"
+) -> Tensor:
+    """Forward-corrected cross-entropy ``ℓ→ = -log (T^⊤ softmax(h))_ỹ`` (Sec. 4.2, Thm. 2).
+
+    Computed in log space as ``-logsumexp_i(log_softmax(h)_i + log T[i, ỹ])``, so
+    the loss and its gradient stay finite for huge logits and for zero entries
+    of ``T`` (the loss is ``+inf`` only if column ỹ of ``T`` is all zero).
+    """
+    _check_inputs(logits, target)
+    log_T = log_transition(T)
+    _check_transition_size(log_T, logits)
+    return _reduce(_forward_from_log_matrix(logits, target, _as_tensor(log_T, logits)), reduction)
+
+
+# -------------------------------------------------------------------------- backward
+
+
+def backward_matrix(
+    T: ArrayLike | Tensor, identity_mix: float = 0.0, max_condition: float = MAX_CONDITION_NUMBER
+) -> np.ndarray:
+    """Return ``T_λ^{-1}`` for ``T_λ = (1 - λ) T + λ I`` with ``λ = identity_mix`` (Sec. 4.1).
+
+    Raises ValueError when ``T_λ`` is singular or its condition number exceeds
+    ``max_condition``: backward correction would multiply losses by huge values.
+    """
+    T = validate_transition(T)
+    if not 0.0 <= identity_mix <= 1.0:
+        raise ValueError(f"identity_mix must lie in [0, 1], got {identity_mix}")
+    mixed = (1.0 - identity_mix) * T + identity_mix * np.eye(T.shape[0])
+    condition = np.linalg.cond(mixed)
+    if not np.isfinite(condition) or condition > max_condition:
+        raise ValueError(
+            f"T is singular or badly conditioned for backward correction (condition number "
+            f"{condition:.3g} > {max_condition:.0e}); mix it with the identity before "
+            f"inverting, e.g. identity_mix=0.1, or use forward correction"
+        )
+    return np.linalg.inv(mixed)
+
+
+def _backward_from_inverse(logits: Tensor, target: Tensor, T_inv: Tensor) -> Tensor:
+    # (T^{-1} ℓ(h))_ỹ = Σ_j T^{-1}[ỹ, j] · (-log softmax(h)_j)
+    return -(T_inv[target] * logits.log_softmax(dim=1)).sum(dim=1)
+
+
+def backward_corrected(
+    logits: Tensor,
+    target: Tensor,
+    T: ArrayLike | Tensor,
+    identity_mix: float = 0.0,
+    reduction: str = "mean",
+) -> Tensor:
+    """Backward-corrected cross-entropy ``ℓ← = (T^{-1} ℓ(h))_ỹ`` (Sec. 4.1, Thm. 1).
+
+    ``ℓ(h)`` is the ``(n, c)`` matrix of cross-entropies for every possible label.
+    The loss is unbiased: ``Σ_ỹ T[y, ỹ] ℓ←(ỹ) = ℓ(y)``; it can be negative.
+    ``identity_mix`` = λ inverts ``(1 - λ) T + λ I`` instead of ``T``.
+    """
+    _check_inputs(logits, target)
+    T_inv = backward_matrix(T, identity_mix)
+    _check_transition_size(T_inv, logits)
+    return _reduce(_backward_from_inverse(logits, target, _as_tensor(T_inv, logits)), reduction)
+
+
+# ------------------------------------------------------------------------- baselines
+
+
+def _signed_targets(target: Tensor, like: Tensor) -> Tensor:
+    """``(n, c)`` one-vs-rest targets: +1 for the labelled class, -1 elsewhere."""
+    return 2.0 * F.one_hot(target, like.shape[1]).to(like.dtype) - 1.0
+
+
+def _one_vs_rest(margin_loss, logits: Tensor, target: Tensor, reduction: str) -> Tensor:
+    _check_inputs(logits, target)
+    margins = _signed_targets(target, logits) * logits
+    return _reduce(margin_loss(margins).mean(dim=1), reduction)
+
+
+def unhinged(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Unhinged loss ``φ(v) = 1 - v`` (van Rooyen, Menon & Williamson, NeurIPS 2015).
+
+    Multi-class by one-vs-rest: ``(1/c) Σ_k φ(s_k h_k)`` with ``s_k = +1`` for the
+    labelled class and ``-1`` otherwise. Unbounded below, so the paper uses it
+    on a batch-normalised output head (method key ``unhinged_bn``).
+    """
+    return _one_vs_rest(lambda v: 1.0 - v, logits, target, reduction)
+
+
+def sigmoid(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Sigmoid loss ``φ(v) = 1 / (1 + e^v)`` (Ghosh, Manwani & Sastry, 2015).
+
+    One-vs-rest like :func:`unhinged`. Saturates early, so the paper uses it on
+    a batch-normalised output head (method key ``sigmoid_bn``).
+    """
+    return _one_vs_rest(lambda v: torch.sigmoid(-v), logits, target, reduction)
+
+
+def savage(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Savage loss ``φ(v) = 1 / (1 + e^{2v})^2`` (Masnadi-Shirazi & Vasconcelos, NeurIPS 2008).
+
+    One-vs-rest like :func:`unhinged`; used on the plain linear output
+    (no batch-normalised head) in the paper's Table 2. Computed as
+    ``sigmoid(-2v)^2``, which is the same function and never overflows.
+    """
+    return _one_vs_rest(lambda v: torch.sigmoid(-2.0 * v) ** 2, logits, target, reduction)
+
+
+def _bootstrap(logits: Tensor, target: Tensor, beta: float, hard: bool, reduction: str) -> Tensor:
+    _check_inputs(logits, target)
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"bootstrap beta must lie in [0, 1], got {beta}")
+    log_q = logits.log_softmax(dim=1)
+    c = logits.shape[1]
+    model_target = F.one_hot(log_q.argmax(dim=1), c).to(log_q.dtype) if hard else log_q.exp()
+    mixed = beta * F.one_hot(target, c).to(log_q.dtype) + (1.0 - beta) * model_target
+    return _reduce(-(mixed * log_q).sum(dim=1), reduction)
+
+
+def bootstrap_soft(
+    logits: Tensor, target: Tensor, beta: float = 0.95, reduction: str = "mean"
+) -> Tensor:
+    """Soft bootstrapping ``-Σ_k (β t_k + (1-β) q_k) log q_k``, ``q = softmax(h)``.
+
+    Reed et al., "Training deep neural networks on noisy labels with
+    bootstrapping" (ICLR workshop 2015), with their β = 0.95. As in that paper
+    the gradient flows through both occurrences of ``q``. Plain linear output.
+    """
+    return _bootstrap(logits, target, beta, hard=False, reduction=reduction)
+
+
+def bootstrap_hard(
+    logits: Tensor, target: Tensor, beta: float = 0.8, reduction: str = "mean"
+) -> Tensor:
+    """Hard bootstrapping ``-Σ_k (β t_k + (1-β) z_k) log q_k``, ``z = onehot(argmax q)``.
+
+    Reed et al. (2015), with their β = 0.8. Plain linear output.
+    """
+    return _bootstrap(logits, target, beta, hard=True, reduction=reduction)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class _Loss(nn.Module):
+    """A loss as a module: ``loss(logits, target)`` with fixed keyword arguments."""
+
+    def __init__(self, fn, reduction: str = "mean", **kwargs: Any) -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.fn, self.reduction, self.kwargs = fn, reduction, kwargs
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        return self.fn(logits, target, reduction=self.reduction, **self.kwargs)
+
+    def extra_repr(self) -> str:
+        return f"{self.fn.__name__}, reduction={self.reduction!r}"
+
+
+class _CorrectedLoss(nn.Module):
+    """Forward or backward correction with its matrix prepared once (log T or T⁻¹)."""
+
+    def __init__(self, kind: str, matrix: np.ndarray, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.kind, self.reduction = kind, reduction
+        self.register_buffer("matrix", torch.as_tensor(matrix, dtype=torch.float64))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        _check_inputs(logits, target)
+        if self.matrix.shape[0] != logits.shape[1]:
+            raise ValueError(
+                f"T is {self.matrix.shape[0]}x{self.matrix.shape[0]} but logits have "
+                f"{logits.shape[1]} classes"
+            )
+        matrix = self.matrix.to(dtype=logits.dtype, device=logits.device)
+        per_example = (
+            _forward_from_log_matrix(logits, target, matrix)
+            if self.kind == "forward"
+            else _backward_from_inverse(logits, target, matrix)
+        )
+        return _reduce(per_example, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, classes={self.matrix.shape[0]}, reduction={self.reduction!r}"
+
+
+_SIMPLE_LOSSES = {
+    "cross_entropy": cross_entropy,
+    "unhinged": unhinged,
+    "sigmoid": sigmoid,
+    "savage": savage,
+    "bootstrap_soft": bootstrap_soft,
+    "bootstrap_hard": bootstrap_hard,
+}
+LOSS_NAMES = ("cross_entropy", "forward", "backward", *list(_SIMPLE_LOSSES)[1:])
+
+
+def _check_kwargs(fn, name: str, kwargs: dict[str, Any]) -> None:
+    try:
+        inspect.signature(fn).bind_partial(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad arguments for loss {name!r}: {err}") from None
+
+
+def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> nn.Module:
+    """Build a loss module ``loss(logits, target) -> Tensor`` by name.
+
+    ``name`` is one of :data:`LOSS_NAMES`. ``forward`` and ``backward`` need ``T``;
+    ``backward`` accepts ``identity_mix``; the bootstrap losses accept ``beta``;
+    all accept ``reduction``. The correction matrix (``log T`` or ``T⁻¹``) is
+    computed once here, stored as a float64 buffer (moves with ``.to(device)``)
+    and cast to the logits' dtype on use.
+    """
+    reduction = kwargs.pop("reduction", "mean")
+    if name in ("forward", "backward"):
+        if T is None:
+            raise ValueError(f"loss {name!r} needs the noise matrix T (make_loss({name!r}, T=...))")
+        if name == "forward":
+            _check_kwargs(log_transition, name, kwargs)
+            return _CorrectedLoss("forward", log_transition(T), reduction)
+        _check_kwargs(backward_matrix, name, kwargs)
+        return _CorrectedLoss("backward", backward_matrix(T, **kwargs), reduction)
+    if name not in _SIMPLE_LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSS_NAMES)}")
+    if T is not None:
+        raise ValueError(f"loss {name!r} does not use a noise matrix T")
+    _check_kwargs(_SIMPLE_LOSSES[name], name, kwargs)
+    return _Loss(_SIMPLE_LOSSES[name], reduction, **kwargs)
