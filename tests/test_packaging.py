@@ -1,0 +1,120 @@
+"""Consistency checks for the packaging and project metadata.
+
+These tests keep pyproject.toml, environment.yml, the README quick start and
+the CI entry point in agreement with each other.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
+
+
+def _normalise(requirement: str) -> str:
+    """Canonical form of a requirement string: PEP 503 name, no whitespace."""
+    match = _NAME_RE.match(requirement)
+    assert match, f"unparsable requirement: {requirement!r}"
+    name, extras, spec = match.groups()
+    name = re.sub(r"[-_.]+", "-", name).lower()
+    extras = (extras or "").replace(" ", "").lower()
+    spec = re.sub(r"\s+", "", spec)
+    return f"{name}{extras}{spec}"
+
+
+@pytest.fixture(scope="module")
+def pyproject() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)
+
+
+@pytest.fixture(scope="module")
+def requirements(pyproject) -> list[str]:
+    project = pyproject["project"]
+    reqs = list(project["dependencies"])
+    reqs += list(project.get("optional-dependencies", {}).get("test", []))
+    return reqs
+
+
+@pytest.fixture(scope="module")
+def conda_pip_entries() -> list[str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_sections = [
+        dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict) and "pip" in dep
+    ]
+    assert len(pip_sections) == 1, "environment.yml needs exactly one pip: subsection"
+    return [str(entry) for entry in pip_sections[0]]
+
+
+def test_version(pyproject):
+    assert pyproject["project"]["name"] == "losscorrection"
+    assert pyproject["project"]["version"] == "0.1.0"
+
+
+def test_environment_matches_pyproject(requirements, conda_pip_entries):
+    editable = [e for e in conda_pip_entries if e.strip() == "-e ."]
+    assert editable, "environment.yml should install the package itself with '-e .'"
+    conda = {_normalise(e) for e in conda_pip_entries if e.strip() != "-e ."}
+    assert conda == {_normalise(r) for r in requirements}
+
+
+def test_environment_lists_python_and_pip():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["name"] == "losscorrection"
+    plain = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert any(d.replace(" ", "").startswith("python>=3.10") for d in plain)
+    assert "pip" in plain
+
+
+def test_requirements_have_lower_bounds(requirements):
+    for req in requirements:
+        spec = _normalise(req)
+        assert ">=" in spec, f"{req!r} has no lower bound"
+        assert "==" not in spec, f"{req!r} is pinned exactly"
+
+
+def test_requires_python(pyproject):
+    assert pyproject["project"]["requires-python"].replace(" ", "") == ">=3.10"
+
+
+def test_readme_quick_start_comes_first():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    # The region of interest is the text before the first "##" heading plus
+    # the first "##" section, i.e. everything up to the second "##" heading.
+    headings = [i for i, line in enumerate(lines) if re.match(r"^##\s", line)]
+    end = headings[1] if len(headings) > 1 else len(lines)
+    head = lines[:end]
+    # Only code lines count: collect lines inside fenced blocks.
+    code, in_fence = [], False
+    for line in head:
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            code.append(line.strip())
+    assert any(c.startswith("make test") for c in code), "README must start with `make test`"
+    assert any(c.startswith("make book") for c in code), "README must start with `make book`"
+
+
+def test_ci_script():
+    script = ROOT / ".ci" / "run"
+    text = script.read_text()
+    assert "make test" in text
+    assert re.search(
+        r"LOSSCORR_DATA=(\$\{LOSSCORR_DATA:-)?\.\./shared/data\b", text
+    ), ".ci/run must default LOSSCORR_DATA to ../shared/data"
+    assert "set -euo pipefail" in text
+    assert os.access(script, os.X_OK), ".ci/run must be executable"
