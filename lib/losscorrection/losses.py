@@ -32,6 +32,8 @@ __all__ = [
     "forward_corrected",
     "log_transition",
     "make_loss",
+    "per_example_backward",
+    "per_example_forward",
     "savage",
     "sigmoid",
     "unhinged",
@@ -41,7 +43,8 @@ MAX_CONDITION_NUMBER = 1e6
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_inputs(logits: Tensor, target: Tensor) -> None:
+def _check_inputs(logits: Tensor, target: Tensor) -> Tensor:
+    """Check shapes, dtype and range; return ``target`` as int64 class indices."""
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (n, c), got {tuple(logits.shape)}")
     if target.ndim != 1 or target.shape[0] != logits.shape[0]:
@@ -54,6 +57,8 @@ def _check_inputs(logits: Tensor, target: Tensor) -> None:
     if target.numel() and (int(target.min()) < 0 or int(target.max()) >= c):
         bad = target[(target < 0) | (target >= c)][0].item()
         raise ValueError(f"target out of range: found label {bad}, expected 0 <= label < {c}")
+    # uint8 would index as a boolean mask and one_hot/gather need int64.
+    return target.long()
 
 
 def _reduce(per_example: Tensor, reduction: str) -> Tensor:
@@ -81,16 +86,26 @@ def _check_transition_size(T: np.ndarray, logits: Tensor) -> None:
 
 def cross_entropy(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Cross-entropy ``ℓ(e_y, p̂) = -log softmax(h)_y`` (Sec. 3)."""
-    _check_inputs(logits, target)
+    target = _check_inputs(logits, target)
     return _reduce(-logits.log_softmax(dim=1).gather(1, target[:, None])[:, 0], reduction)
 
 
 # --------------------------------------------------------------------------- forward
 
 
-def _forward_from_log_matrix(logits: Tensor, target: Tensor, log_T: Tensor) -> Tensor:
-    # log (T^T p̂)_ỹ = log Σ_i T[i, ỹ] p̂_i = logsumexp_i (log p̂_i + log T[i, ỹ])
-    return -torch.logsumexp(logits.log_softmax(dim=1) + log_T.t()[target], dim=1)
+def _rows_for_targets(matrix: Tensor, target: Tensor) -> Tensor:
+    """``matrix[..., target, :]``: ``(..., c, c)`` and ``(..., n)`` -> ``(..., n, c)``."""
+    return torch.take_along_dim(matrix, target[..., None], dim=-2)
+
+
+def per_example_forward(logits: Tensor, target: Tensor, log_T: Tensor) -> Tensor:
+    """Unchecked kernel of :func:`forward_corrected`, with optional leading run dims.
+
+    ``logits (..., n, c)``, ``target (..., n)``, ``log_T (..., c, c)`` -> ``(..., n)``:
+    ``-log (T^⊤ p̂)_ỹ = -logsumexp_i (log p̂_i + log T[i, ỹ])``.
+    """
+    log_T_columns = _rows_for_targets(log_T.transpose(-1, -2), target)
+    return -torch.logsumexp(logits.log_softmax(dim=-1) + log_T_columns, dim=-1)
 
 
 def log_transition(T: ArrayLike | Tensor) -> np.ndarray:
@@ -109,10 +124,10 @@ def forward_corrected(
     the loss and its gradient stay finite for huge logits and for zero entries
     of ``T`` (the loss is ``+inf`` only if column ỹ of ``T`` is all zero).
     """
-    _check_inputs(logits, target)
+    target = _check_inputs(logits, target)
     log_T = log_transition(T)
     _check_transition_size(log_T, logits)
-    return _reduce(_forward_from_log_matrix(logits, target, _as_tensor(log_T, logits)), reduction)
+    return _reduce(per_example_forward(logits, target, _as_tensor(log_T, logits)), reduction)
 
 
 # -------------------------------------------------------------------------- backward
@@ -140,9 +155,13 @@ def backward_matrix(
     return np.linalg.inv(mixed)
 
 
-def _backward_from_inverse(logits: Tensor, target: Tensor, T_inv: Tensor) -> Tensor:
-    # (T^{-1} ℓ(h))_ỹ = Σ_j T^{-1}[ỹ, j] · (-log softmax(h)_j)
-    return -(T_inv[target] * logits.log_softmax(dim=1)).sum(dim=1)
+def per_example_backward(logits: Tensor, target: Tensor, T_inv: Tensor) -> Tensor:
+    """Unchecked kernel of :func:`backward_corrected`, with optional leading run dims.
+
+    ``logits (..., n, c)``, ``target (..., n)``, ``T_inv (..., c, c)`` -> ``(..., n)``:
+    ``(T^{-1} ℓ(h))_ỹ = Σ_j T^{-1}[ỹ, j] · (-log softmax(h)_j)``.
+    """
+    return -(_rows_for_targets(T_inv, target) * logits.log_softmax(dim=-1)).sum(dim=-1)
 
 
 def backward_corrected(
@@ -158,10 +177,10 @@ def backward_corrected(
     The loss is unbiased: ``Σ_ỹ T[y, ỹ] ℓ←(ỹ) = ℓ(y)``; it can be negative.
     ``identity_mix`` = λ inverts ``(1 - λ) T + λ I`` instead of ``T``.
     """
-    _check_inputs(logits, target)
+    target = _check_inputs(logits, target)
     T_inv = backward_matrix(T, identity_mix)
     _check_transition_size(T_inv, logits)
-    return _reduce(_backward_from_inverse(logits, target, _as_tensor(T_inv, logits)), reduction)
+    return _reduce(per_example_backward(logits, target, _as_tensor(T_inv, logits)), reduction)
 
 
 # ------------------------------------------------------------------------- baselines
@@ -173,7 +192,7 @@ def _signed_targets(target: Tensor, like: Tensor) -> Tensor:
 
 
 def _one_vs_rest(margin_loss, logits: Tensor, target: Tensor, reduction: str) -> Tensor:
-    _check_inputs(logits, target)
+    target = _check_inputs(logits, target)
     margins = _signed_targets(target, logits) * logits
     return _reduce(margin_loss(margins).mean(dim=1), reduction)
 
@@ -208,7 +227,7 @@ def savage(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
 
 
 def _bootstrap(logits: Tensor, target: Tensor, beta: float, hard: bool, reduction: str) -> Tensor:
-    _check_inputs(logits, target)
+    target = _check_inputs(logits, target)
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"bootstrap beta must lie in [0, 1], got {beta}")
     log_q = logits.log_softmax(dim=1)
@@ -270,7 +289,7 @@ class _CorrectedLoss(nn.Module):
         self.register_buffer("matrix", torch.as_tensor(matrix, dtype=torch.float64))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        _check_inputs(logits, target)
+        target = _check_inputs(logits, target)
         if self.matrix.shape[0] != logits.shape[1]:
             raise ValueError(
                 f"T is {self.matrix.shape[0]}x{self.matrix.shape[0]} but logits have "
@@ -278,9 +297,9 @@ class _CorrectedLoss(nn.Module):
             )
         matrix = self.matrix.to(dtype=logits.dtype, device=logits.device)
         per_example = (
-            _forward_from_log_matrix(logits, target, matrix)
+            per_example_forward(logits, target, matrix)
             if self.kind == "forward"
-            else _backward_from_inverse(logits, target, matrix)
+            else per_example_backward(logits, target, matrix)
         )
         return _reduce(per_example, self.reduction)
 
@@ -299,9 +318,10 @@ _SIMPLE_LOSSES = {
 LOSS_NAMES = ("cross_entropy", "forward", "backward", *list(_SIMPLE_LOSSES)[1:])
 
 
-def _check_kwargs(fn, name: str, kwargs: dict[str, Any]) -> None:
+def _check_kwargs(fn, name: str, kwargs: dict[str, Any], positional: int) -> None:
+    """Reject keyword arguments ``fn`` does not take after its positional inputs."""
     try:
-        inspect.signature(fn).bind_partial(**kwargs)
+        inspect.signature(fn).bind_partial(*[None] * positional, **kwargs)
     except TypeError as err:
         raise ValueError(f"bad arguments for loss {name!r}: {err}") from None
 
@@ -320,13 +340,13 @@ def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> 
         if T is None:
             raise ValueError(f"loss {name!r} needs the noise matrix T (make_loss({name!r}, T=...))")
         if name == "forward":
-            _check_kwargs(log_transition, name, kwargs)
+            _check_kwargs(log_transition, name, kwargs, positional=1)
             return _CorrectedLoss("forward", log_transition(T), reduction)
-        _check_kwargs(backward_matrix, name, kwargs)
+        _check_kwargs(backward_matrix, name, kwargs, positional=1)
         return _CorrectedLoss("backward", backward_matrix(T, **kwargs), reduction)
     if name not in _SIMPLE_LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSS_NAMES)}")
     if T is not None:
         raise ValueError(f"loss {name!r} does not use a noise matrix T")
-    _check_kwargs(_SIMPLE_LOSSES[name], name, kwargs)
+    _check_kwargs(_SIMPLE_LOSSES[name], name, kwargs, positional=2)
     return _Loss(_SIMPLE_LOSSES[name], reduction, **kwargs)
