@@ -1,0 +1,88 @@
+"""Execute the book's notebooks: jupytext source -> papermill run -> ``book/generated``.
+
+    python book/execute_notebooks.py --profile paper            # what `make book` runs
+    python book/execute_notebooks.py --profile smoke --only mnist
+
+Every notebook in ``notebooks/`` (jupytext percent format) is converted to
+``.ipynb`` and executed with papermill, with the same parameters for all:
+``profile``, ``device``, ``data_root``, ``results_dir``, ``reuse_results``
+(and ``runs`` / ``epochs`` when given). The executed notebooks are what
+``jupyter-book build`` renders (execution is off in ``_config.yml``). Any
+error in a cell stops the build with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import papermill
+from tqdm.auto import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Book order; each name is notebooks/<name>.py, rendered from book/generated/<name>.ipynb.
+NOTEBOOKS = (
+    "theory", "estimator", "mnist", "imdb", "cifar", "clothing1m", "comparison", "status",
+    "your_dataset",
+)
+
+
+def execute(name: str, output_dir: Path, parameters: dict, progress: bool) -> float:
+    """Execute one notebook; return its wall time in seconds."""
+    source = ROOT / "notebooks" / f"{name}.py"
+    notebook = jupytext.read(source)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    unexecuted = output_dir / f".{name}.source.ipynb"
+    jupytext.write(notebook, unexecuted)
+    started = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(unexecuted), str(output_dir / f"{name}.ipynb"), parameters=parameters,
+            kernel_name="python3", cwd=str(ROOT), progress_bar=progress, log_output=False,
+        )
+    finally:
+        unexecuted.unlink(missing_ok=True)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=("smoke", "quick", "paper"), default="paper")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--results-dir", default=str(ROOT / "results"))
+    parser.add_argument("--output-dir", default=str(ROOT / "book" / "generated"))
+    parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--no-reuse", action="store_true", help="retrain instead of reading stored results")
+    parser.add_argument("--only", action="append", choices=NOTEBOOKS, help="repeatable")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    parameters = dict(
+        profile=args.profile, device=args.device, data_root=args.data_root,
+        results_dir=str(Path(args.results_dir).resolve()), reuse_results=not args.no_reuse,
+        runs=args.runs, epochs=args.epochs, progress=False,
+    )
+    names = args.only or NOTEBOOKS
+    total = 0.0
+    for name in tqdm(names, desc="notebooks", disable=args.quiet):
+        try:
+            seconds = execute(name, output_dir, parameters, progress=not args.quiet)
+        except papermill.PapermillExecutionError as err:
+            print(f"notebook {name} failed: {err.ename}: {err.evalue}", file=sys.stderr)
+            return 1
+        total += seconds
+        print(f"{name}: {seconds:.1f} s", flush=True)
+    print(f"executed {len(names)} notebooks ({args.profile} profile) in {total:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

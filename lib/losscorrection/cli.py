@@ -1,0 +1,135 @@
+"""Command line: ``losscorrection run | sweep | table | list``.
+
+Examples::
+
+    losscorrection run mnist10k_fc --method forward_That --noise asymmetric --rate 0.2 --runs 5
+    losscorrection sweep mnist10k_fc --profile paper            # a Table 2 block
+    losscorrection sweep mnist10k_fc --figure --profile quick   # a Figure 1 panel
+    losscorrection table mnist10k                               # ours next to the paper
+
+Bad arguments and missing data end with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import pandas as pd
+
+from . import training
+from .results import METHODS, NOISES, ResultStore, compare_with_paper
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A bad command line, reported in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate must be a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"rate must lie in [0, 1), got {value}")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("experiment", help=f"one of: {', '.join(training.EXPERIMENTS)} (or a unique prefix)")
+    parser.add_argument("--profile", choices=training.PROFILES, default="paper")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--data-root", default=None, help="data folder (default: $LOSSCORR_DATA or ./data)")
+    parser.add_argument("--results-dir", default="results")
+    parser.add_argument("--runs", type=int, default=None, help="runs per cell (default: the profile's)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="losscorrection", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="one cell (method x noise x rate), --runs times")
+    _common(run)
+    run.add_argument("--method", action="append", required=True, choices=METHODS, help="repeatable")
+    run.add_argument("--noise", required=True, choices=NOISES)
+    run.add_argument("--rate", type=_rate, default=0.0)
+    sweep = sub.add_parser("sweep", help="a Table 2 block (default) or a Figure 1 panel (--figure)")
+    _common(sweep)
+    sweep.add_argument("--figure", action="store_true", help="the Figure 1 grid instead of Table 2")
+    table = sub.add_parser("table", help="our results next to the paper's Table 2")
+    table.add_argument("experiment")
+    table.add_argument("--results-dir", default="results")
+    table.add_argument("--profile", choices=training.PROFILES, default="paper")
+    sub.add_parser("list", help="the experiments")
+    return parser
+
+
+def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
+    runs = args.runs or training.profile_settings(experiment, args.profile).runs
+    if runs < 1:
+        raise UsageError(f"--runs must be at least 1, got {runs}")
+    if args.command == "run":
+        rate = 0.0 if args.noise == "none" else args.rate
+        return [training.Cell(m, args.noise, rate, k) for m in args.method for k in range(runs)]
+    if args.figure:
+        return training.figure_cells(runs)
+    return training.table_cells(experiment, runs)
+
+
+def _train(args) -> None:
+    experiment = training.get_experiment(args.experiment)
+    cells = _cells(args, experiment)
+    started = time.perf_counter()
+    rows = training.run_cells(
+        experiment, cells, profile=args.profile, data_root=args.data_root, device=args.device,
+        results_dir=args.results_dir, epochs=args.epochs, progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    print(f"{len(rows)} new runs of {len(cells)} requested ({len(cells) - len(rows)} already stored) "
+          f"in {elapsed:.1f} s -> {ResultStore(args.results_dir).path(experiment.key)}")
+
+
+def _table(args) -> None:
+    experiment = training.get_experiment(args.experiment)
+    frame = ResultStore(args.results_dir).load(experiment.key)
+    frame = frame[frame["profile"] == args.profile]
+    print(f"{experiment.description} — profile {args.profile}, ours: mean ± std (runs)")
+    if experiment.paper_block and experiment.paper_block != experiment.key:
+        print(f"paper column: the published '{experiment.paper_block}' block "
+              "(different data size: compare trends, not decimals)")
+    if frame.empty:
+        print(f"no {args.profile}-profile results yet in {args.results_dir}/{experiment.key}.csv")
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        print(compare_with_paper(frame, experiment.paper_block).to_string())
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "list":
+            for key, experiment in training.EXPERIMENTS.items():
+                print(f"{key:22s} {experiment.description}")
+        elif args.command == "table":
+            _table(args)
+        else:
+            _train(args)
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        print(f"losscorrection: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("losscorrection: interrupted; finished runs are saved, re-run to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""What the book's experiment chapters show: Table 2 blocks and Figure 1 panels
+built from the results store (training what is missing when asked), and the
+reproduction status of every cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from . import training
+from .results import (
+    METHODS, ResultStore, compare_with_paper, paper_table, plot_accuracy_vs_noise, summarize,
+    to_markdown,
+)
+
+__all__ = ["Block", "figure_panel", "status_table", "table_block"]
+
+
+@dataclass
+class Block:
+    """Stored runs of one experiment's cells, why some are missing, and how to show them."""
+
+    experiment: training.Experiment
+    frame: pd.DataFrame  # rows of the results store (COLUMNS)
+    note: str | None  # None when every requested run is stored
+    markdown: str  # heading, provenance line and table (or the note)
+
+
+def _runs(experiment: training.Experiment, profile: str, runs: int | None) -> int:
+    return runs or training.profile_settings(experiment, profile).runs
+
+
+def _provenance(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return ""
+    devices = ", ".join(sorted(set(frame["device"].astype(str))))
+    wall = frame["wall_seconds"].sum()
+    return f"{len(frame)} runs on {devices}; {wall / 60:.1f} min of training in all."
+
+
+def table_block(
+    experiment: training.Experiment | str,
+    *,
+    profile: str,
+    runs: int | None = None,
+    train_missing: bool = True,
+    **options,
+) -> Block:
+    """One block of Table 2: every method under the experiment's noise settings,
+    ours (bold by the paper's rule) next to the paper's published numbers.
+    ``options`` go to :func:`losscorrection.training.ensure_results`."""
+    experiment = training.get_experiment(experiment) if isinstance(experiment, str) else experiment
+    cells = training.table_cells(experiment, _runs(experiment, profile, runs))
+    frame, note = training.ensure_results(
+        experiment, cells, profile=profile, train_missing=train_missing, **options
+    )
+    lines = [f"**{experiment.description}** ({profile} profile). {_provenance(frame)}"]
+    if note:
+        lines.append(f"*{note}.*")
+    lines.append(to_markdown(compare_with_paper(frame, experiment.paper_block, bold=True)))
+    return Block(experiment, frame, note, "\n\n".join(lines))
+
+
+def figure_panel(
+    experiment: training.Experiment | str,
+    *,
+    profile: str,
+    runs: int | None = None,
+    train_missing: bool = True,
+    ax=None,
+    **options,
+) -> Block:
+    """One panel of Figure 1 (accuracy vs asymmetric noise rate), drawn on ``ax``
+    (a new figure when None) if any run is stored; the Block's markdown carries
+    the note when runs are missing."""
+    experiment = training.get_experiment(experiment) if isinstance(experiment, str) else experiment
+    cells = training.figure_cells(_runs(experiment, profile, runs))
+    frame, note = training.ensure_results(
+        experiment, cells, profile=profile, train_missing=train_missing, **options
+    )
+    if not frame.empty:
+        ax = ax if ax is not None else plt.subplots(figsize=(5, 3.8))[1]
+        plot_accuracy_vs_noise(frame, ax, title=f"{experiment.key} ({profile} profile)")
+    text = f"Figure 1 panel, **{experiment.description}** ({profile} profile). {_provenance(frame)}"
+    if note:
+        text += f" *{note}.*"
+    return Block(experiment, frame, note, text)
+
+
+def _select(frame: pd.DataFrame, method: str, noise_kind: str, rate: float) -> pd.DataFrame:
+    return frame[(frame["method"] == method) & (frame["noise"] == noise_kind)
+                 & ((frame["rate"].astype(float) - rate).abs() < 1e-9)]
+
+
+def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",)) -> pd.DataFrame:
+    """Every Table 2 and Figure 1 cell of every experiment: the paper's value (where
+    published), ours (mean ± std), runs stored, profile and device, and a status:
+    ``complete`` (the paper's run count), ``partial`` or ``pending``."""
+    store = ResultStore(results_dir)
+    paper = paper_table()
+    rows = []
+    for experiment in training.EXPERIMENTS.values():
+        stored = store.load(experiment.key)
+        stored = stored[stored["profile"].isin(profiles)]
+        ours = summarize(stored) if not stored.empty else pd.DataFrame(
+            columns=["method", "noise", "rate", "accuracy_mean", "accuracy_std", "runs"]
+        )
+        published = paper[paper["experiment"] == (experiment.paper_block or "")]
+        settings = dict.fromkeys(
+            [(n, r, "Table 2") for n, r in experiment.settings]
+            + [(c.noise, c.rate, "Figure 1") for c in training.figure_cells(1)]
+        )
+        for noise_kind, rate, where in settings:
+            methods = METHODS if where == "Table 2" else training.FIGURE_METHODS
+            for method in methods:
+                if where == "Figure 1" and (noise_kind, rate) in experiment.settings:
+                    continue  # the same cell is listed under Table 2
+                mine, theirs, part = (_select(f, method, noise_kind, rate) for f in (ours, published, stored))
+                count = int(mine["runs"].iloc[0]) if len(mine) else 0
+                rows.append(dict(
+                    experiment=experiment.key, where=where, method=method, noise=noise_kind, rate=rate,
+                    paper=(f"{theirs['accuracy_mean'].iloc[0]:.1f} ± {theirs['accuracy_std'].iloc[0]:.1f}"
+                           if len(theirs) else ""),
+                    ours=(f"{mine['accuracy_mean'].iloc[0]:.1f} ± {mine['accuracy_std'].iloc[0]:.1f}"
+                          if count else ""),
+                    runs=count,
+                    profile=", ".join(sorted(set(part["profile"]))),
+                    device=", ".join(sorted(set(part["device"].astype(str)))),
+                    status="complete" if count >= experiment.runs else ("partial" if count else "pending"),
+                ))
+    return pd.DataFrame(rows)

@@ -1,0 +1,49 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Reproduction status
+#
+# Every cell of Table 2 and of Figure 1, for every experiment: the paper's
+# value where our copy of the paper has it, ours (mean ± standard deviation),
+# the number of runs stored, the profile and the device they ran on.
+# *complete*: the paper's number of runs is stored; *partial*: fewer;
+# *pending*: none (for data we do not have, the experiment chapter says which
+# data set is needed). Figure 1 cells that coincide with a Table 2 cell
+# (no noise, asymmetric 0.2) are listed once, under Table 2.
+
+# %% tags=["parameters"]
+profile = "paper"  # smoke | quick | paper
+data_root = None  # default: $LOSSCORR_DATA, else ./data
+device = "auto"  # auto | cpu | cuda
+runs = None  # runs per cell (None: the profile's)
+epochs = None  # None: the profile's
+results_dir = "results"
+reuse_results = True  # False: retrain into a temporary store
+progress = True
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from losscorrection import report
+
+status = report.status_table(results_dir, profiles=(profile,))
+counts = status.pivot_table(index="experiment", columns="status", values="method", aggfunc="count",
+                            fill_value=0)
+display(Markdown(f"Profile `{profile}`: cells per experiment and status."))
+display(counts)
+
+# %%
+for name, part in status.groupby("experiment", sort=False):
+    display(Markdown(f"### {name}\n\n" + part.drop(columns="experiment").to_markdown(index=False)))

@@ -1,0 +1,87 @@
+"""Every experiment of the paper end to end (Algorithm 1, smoke profile): on the
+real data where the data root has it, on small files in the official formats
+otherwise; the LSTM on short sequences."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import dataset_files
+from losscorrection import training
+from losscorrection.results import COLUMNS, ResultStore
+
+# Stage 1 (cross-entropy, which gives T̂), then both T̂ corrections and a baseline
+# that needs the batch-normalised head.
+CELLS = [
+    training.Cell("forward_That", "asymmetric", 0.2, 0),
+    training.Cell("backward_That", "asymmetric", 0.2, 0),
+    training.Cell("unhinged_bn", "symmetric", 0.2, 0),
+]
+
+GENERATED = {
+    "mnist_fc": lambda root: dataset_files.write_mnist_idx(root, n_train=120, n_test=40),
+    "imdb_embedding": lambda root: dataset_files.write_imdb_npz(root, n_train=60, n_test=30),
+    "imdb_lstm": lambda root: dataset_files.write_aclimdb(root, n_train_per_class=20, n_test_per_class=10),
+    "cifar10_resnet14": lambda root: dataset_files.write_cifar10_pickles(root, n_train_per_batch=12, n_test=30),
+    "cifar10_resnet32": lambda root: dataset_files.write_cifar10_pickles(root, n_train_per_batch=12, n_test=30),
+    "cifar100_resnet44": lambda root: dataset_files.write_cifar100_pickles(root, n_train=60, n_test=30),
+}
+SHORT = {"imdb_embedding": {"maxlen": 24}, "imdb_lstm": {"maxlen": 12}}
+
+
+def check_rows(frame, experiment):
+    assert len(frame) == 4  # three requested cells and the stage-1 run behind T̂
+    assert tuple(frame.columns) == COLUMNS
+    assert set(frame["method"]) == {"cross_entropy", "forward_That", "backward_That", "unhinged_bn"}
+    assert frame["test_accuracy"].between(0, 100).all()
+    assert (frame["experiment"] == experiment.key).all()
+    that = frame[frame["method"].str.endswith("That")]
+    assert that["T_error"].notna().all() and (that["T_error"] >= 0).all()
+    assert frame["selected_epoch"].between(1, frame["epochs"].iloc[0]).all()
+
+
+@pytest.mark.parametrize("key", sorted(GENERATED))
+def test_experiment_runs_on_files_in_the_official_format(key, tmp_path):
+    experiment = replace(training.EXPERIMENTS[key], dataset_kwargs=SHORT.get(key, {}))
+    GENERATED[key](tmp_path / "data")
+    training.run_cells(experiment, CELLS, profile="smoke", data_root=tmp_path / "data", device="cpu",
+                       results_dir=tmp_path / "results", epochs=1, progress=False)
+    frame = ResultStore(tmp_path / "results").load(key)
+    check_rows(frame, experiment)
+    T_hat = ResultStore(tmp_path / "results").get_transition(key, "asymmetric", 0.2, 0, "smoke")
+    classes = 100 if "cifar100" in key else 2 if "imdb" in key else 10
+    assert T_hat.shape == (classes, classes)
+    np.testing.assert_allclose(T_hat.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.real_data("mnist10k")
+def test_mnist10k_smoke(real_data_root, tmp_path):
+    experiment = training.EXPERIMENTS["mnist10k_fc"]
+    training.run_cells(experiment, CELLS, profile="smoke", data_root=real_data_root, device="cpu",
+                       results_dir=tmp_path, progress=False)
+    frame = ResultStore(tmp_path).load("mnist10k_fc")
+    check_rows(frame, experiment)
+    # two epochs on 512 real digits already beat chance by far
+    assert frame.loc[frame["method"] == "cross_entropy", "test_accuracy"].iloc[0] > 60
+
+
+@pytest.mark.real_data("cifar10jpg")
+@pytest.mark.parametrize("key", ["cifar10jpg_resnet14", "cifar10jpg_resnet32"])
+def test_cifar10_jpeg_copy_smoke(key, real_data_root, tmp_path):
+    experiment = training.EXPERIMENTS[key]
+    training.run_cells(experiment, CELLS, profile="smoke", data_root=real_data_root, device="cpu",
+                       results_dir=tmp_path, epochs=1, limit=128, progress=False)
+    check_rows(ResultStore(tmp_path).load(key), experiment)
+
+
+def test_digits_demo_learns(tmp_path):
+    """The embedded demo data set: a quick run is far above chance and forward
+    correction with the true T beats cross-entropy under heavy asymmetric noise."""
+    cells = [training.Cell(m, "asymmetric", 0.6, k) for m in ("cross_entropy", "forward_T") for k in range(2)]
+    frame = training.run_cells("digits_fc", cells, profile="paper", device="cpu", results_dir=tmp_path,
+                               epochs=15, progress=False)
+    mean = frame.groupby("method")["test_accuracy"].mean()
+    assert mean["forward_T"] > 80
+    assert mean["forward_T"] > mean["cross_entropy"] + 5

@@ -1,0 +1,117 @@
+"""Aggregation of stored runs: the paper's bold rule, Table 2 and status frames."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from losscorrection import report, results, training
+
+
+def runs(spec, noise="asymmetric", rate=0.2):
+    """Rows from ``{method: [accuracies]}``."""
+    return pd.DataFrame(
+        [dict(method=m, noise=noise, rate=rate, run=k, test_accuracy=a)
+         for m, accs in spec.items() for k, a in enumerate(accs)]
+    )
+
+
+def bold(frame):
+    marks = results.significance_marks(frame)
+    return set(marks.loc[marks["bold"], "method"])
+
+
+def welch_p(a, b):
+    """Welch's unequal-variance t-test, written out (independent of scipy's ttest_ind)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return 2 * stats.t.sf(abs(t), dof)
+
+
+def test_clear_winner_is_the_only_bold_entry():
+    assert bold(runs({"cross_entropy": [80, 80.2, 79.9], "savage": [90, 90.1, 89.8]})) == {"savage"}
+
+
+def test_inseparable_methods_are_bold_together():
+    assert bold(runs({"savage": [90, 91, 89], "bootstrap_soft": [90.2, 89.1, 90.8],
+                      "cross_entropy": [70, 71, 70.5]})) == {"savage", "bootstrap_soft"}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_decision_is_welchs_test_at_five_percent(seed):
+    rng = np.random.default_rng(seed)
+    best = 90 + rng.normal(0, 0.3, 5)
+    other = 89.4 + rng.normal(0, rng.uniform(0.2, 2.0), int(rng.integers(3, 6)))
+    frame = runs({"forward_That": best, "cross_entropy": other})
+    top, second = ("forward_That", "cross_entropy") if best.mean() > other.mean() else (
+        "cross_entropy", "forward_That")
+    expected = {top} | ({second} if welch_p(best, other) >= 0.05 else set())
+    assert bold(frame) == expected
+
+
+def test_single_runs_use_the_half_point_margin():
+    assert bold(runs({"savage": [90.0], "unhinged_bn": [89.6], "cross_entropy": [89.4]})) == {
+        "savage", "unhinged_bn"}
+
+
+def test_oracle_winner_also_marks_the_best_practical_method():
+    frame = runs({"forward_T": [97, 97.1, 96.9], "forward_That": [93, 93.2, 92.9],
+                  "cross_entropy": [80, 80.5, 80.2]})
+    assert bold(frame) == {"forward_T", "forward_That"}
+
+
+def test_columns_are_judged_separately():
+    frame = pd.concat([
+        runs({"savage": [90, 90.1, 90.2], "cross_entropy": [80, 80.1, 80.2]}, "none", 0.0),
+        runs({"savage": [60, 60.1, 60.2], "cross_entropy": [70, 70.1, 70.2]}, "symmetric", 0.2),
+    ])
+    marks = results.significance_marks(frame)
+    chosen = set(map(tuple, marks.loc[marks["bold"], ["method", "noise"]].to_numpy()))
+    assert chosen == {("savage", "none"), ("cross_entropy", "symmetric")}
+
+
+def test_comparison_table_puts_ours_next_to_the_paper():
+    frame = runs({"cross_entropy": [50.0, 52.0], "forward_That": [90.0, 92.0]}, "asymmetric", 0.6)
+    table = results.compare_with_paper(frame, "mnist_fc", bold=True)
+    assert table.loc["cross_entropy", ("asymmetric 0.6", "ours")] == f"51.0 ± {math.sqrt(2):.1f} (2)"
+    assert table.loc["forward_That", ("asymmetric 0.6", "ours")].startswith("**91.0")
+    paper = results.paper_table()
+    ce = paper[(paper["experiment"] == "mnist_fc") & (paper["method"] == "cross_entropy")
+               & (paper["noise"] == "asymmetric") & (paper["rate"] == 0.6)].iloc[0]
+    assert table.loc["cross_entropy", ("asymmetric 0.6", "paper")] == (
+        f"{ce['accuracy_mean']:.1f} ± {ce['accuracy_std']:.1f}")
+    assert len(table) == 10  # every method of the paper's block has a row
+    markdown = results.to_markdown(table)
+    assert "asymmetric 0.6: ours" in markdown and "**91.0" in markdown
+
+
+def test_paper_table_is_the_shipped_left_half_of_table_2():
+    paper = results.paper_table()
+    assert set(paper["experiment"]) == {"mnist_fc", "imdb_embedding", "imdb_lstm"}
+    assert len(paper) == 3 * 10 * 4
+    assert set(paper["method"]) == set(results.METHODS)
+
+
+def test_status_table_lists_every_cell(tmp_path):
+    store = results.ResultStore(tmp_path)
+    base = {c: 0 for c in results.COLUMNS} | {"experiment": "digits_fc", "profile": "paper", "device": "cpu"}
+    store.append([base | {"method": "savage", "noise": "symmetric", "rate": 0.2, "run": k,
+                          "test_accuracy": 90 + k} for k in range(5)]
+                 + [base | {"method": "savage", "noise": "none", "rate": 0.0, "run": 0, "test_accuracy": 95}])
+    status = report.status_table(tmp_path)
+    for key, experiment in training.EXPERIMENTS.items():
+        # Table 2: 10 methods x 4 settings; Figure 1: 5 methods x the asymmetric rates
+        # 0.1 ... 0.4 that are not already Table 2 columns (MNIST-like: 0.1, 0.3, 0.4)
+        extra = {0.1, 0.2, 0.3, 0.4} - {r for n, r in experiment.settings if n == "asymmetric"}
+        assert (status["experiment"] == key).sum() == 10 * 4 + 5 * len(extra)
+    digits = status[status["experiment"] == "digits_fc"].set_index(["method", "noise", "rate"])
+    assert digits.loc[("savage", "symmetric", 0.2), "status"] == "complete"
+    assert digits.loc[("savage", "symmetric", 0.2), "ours"] == f"92.0 ± {np.std(range(5), ddof=1):.1f}"
+    assert digits.loc[("savage", "none", 0.0), "status"] == "partial"
+    assert digits.loc[("cross_entropy", "none", 0.0), "status"] == "pending"
+    mnist = status[status["experiment"] == "mnist_fc"]
+    assert (mnist[mnist["where"] == "Table 2"]["paper"] != "").all()

@@ -1,0 +1,243 @@
+"""The batched trainer (Algorithm 1), the results store and resumable sweeps."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from losscorrection import data, losses, models, noise, training
+from losscorrection.estimation import estimation_error
+from losscorrection.results import COLUMNS, METHODS, ResultStore
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_dataset("digits", limit=400)
+
+
+def group_data(split) -> training.GroupData:
+    return training.GroupData(split.x_train, split.x_val, split.x_test, split.y_test, split.num_classes)
+
+
+def mlps(seeds, **kwargs):
+    out = []
+    for s in seeds:
+        torch.manual_seed(s)
+        out.append(models.MLP(64, 10, **kwargs))
+    return out
+
+
+def noisy(split, seeds, rate=0.3):
+    T = noise.asymmetric("mnist", rate)
+    y_tr = np.stack([noise.corrupt(split.y_train.numpy(), T, s) for s in seeds])
+    y_va = np.stack([noise.corrupt(split.y_val.numpy(), T, s + 100) for s in seeds])
+    return T, torch.tensor(y_tr), torch.tensor(y_va)
+
+
+SCHEDULE = training.Schedule("adagrad", lr=0.05, epochs=3, batch_size=32)
+
+
+def train(stack, method, split, y_tr, y_va, T_list, seeds, schedule=SCHEDULE):
+    matrices = training._matrices(method, T_list, CPU)
+    return training.train_group(
+        stack, method, group_data(split), y_tr, y_va, matrices, schedule, seeds, progress=False
+    )
+
+
+@pytest.mark.parametrize("method", ["forward_T", "backward_T", "sigmoid_bn", "bootstrap_hard"])
+def test_batched_runs_equal_runs_trained_alone(digits, method):
+    """K runs stacked give the same models as each run stacked alone (dropout on)."""
+    seeds = [3, 4, 5]
+    T, y_tr, y_va = noisy(digits, seeds)
+    bn = method in training.BN_HEAD_METHODS
+    together = training.StackedMLP(mlps(seeds, bn_head=bn), seeds, CPU)
+    out_together = train(together, method, digits, y_tr, y_va, [T] * 3, seeds)
+    for k, seed in enumerate(seeds):
+        alone = training.StackedMLP(mlps([seed], bn_head=bn), [seed], CPU)
+        out_alone = train(alone, method, digits, y_tr[k : k + 1], y_va[k : k + 1], [T], [seed])
+        assert out_alone[0].test_accuracy == pytest.approx(out_together[k].test_accuracy, abs=1e-9)
+        assert out_alone[0].selected_epoch == out_together[k].selected_epoch
+        assert out_alone[0].val_loss == pytest.approx(out_together[k].val_loss, rel=1e-5)
+        for a, b in zip(alone.state(), together.state()):
+            torch.testing.assert_close(a[0], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_stacked_mlp_matches_plain_modules(digits):
+    """The stacked implementation trains what the nn.Module MLP trains (dropout
+    off, so both see the same randomness). One epoch: batched and plain matrix
+    products round differently, and AdaGrad's normalised steps let that
+    rounding grow slowly over many epochs."""
+    seeds = [0, 1]
+    T, y_tr, y_va = noisy(digits, seeds)
+    stacked = training.StackedMLP(mlps(seeds, dropout=0.0), seeds, CPU)
+    plain = training.ModuleRuns(mlps(seeds, dropout=0.0), CPU)
+    one_epoch = replace(SCHEDULE, epochs=1)
+    out_s = train(stacked, "forward_T", digits, y_tr, y_va, [T] * 2, seeds, one_epoch)
+    out_p = train(plain, "forward_T", digits, y_tr, y_va, [T] * 2, seeds, one_epoch)
+    for s, p in zip(out_s, out_p):
+        assert s.selected_epoch == p.selected_epoch
+        # float rounding differs (batched vs plain products): a borderline test example may flip
+        assert s.test_accuracy == pytest.approx(p.test_accuracy, abs=1.0)
+        assert s.val_loss == pytest.approx(p.val_loss, rel=1e-4)
+    for k, module in enumerate(plain.modules):
+        for layer, W, b in zip(module.linear_layers(), stacked.weights, stacked.biases):
+            torch.testing.assert_close(layer.weight.t(), W[k].detach(), rtol=1e-3, atol=3e-4)
+            torch.testing.assert_close(layer.bias, b[k, 0].detach(), rtol=1e-3, atol=3e-4)
+
+
+def test_stacked_bn_head_matches_batchnorm():
+    """The stacked batch-normalised head computes nn.BatchNorm1d(affine=False):
+    training-mode outputs and gradients, running statistics, evaluation mode.
+    (Whole training runs are not compared: the output bias in front of the head
+    has a zero gradient in exact arithmetic, and AdaGrad turns its rounding
+    noise into steps of either sign, so two implementations drift apart.)"""
+    seeds = [0, 1]
+    modules = mlps(seeds, dropout=0.0, bn_head=True)
+    stacked = training.StackedMLP(modules, seeds, CPU)
+    x = torch.rand(2, 48, 64, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 10, (2, 48), generator=torch.Generator().manual_seed(1))
+    for step in range(3):  # running statistics accumulate over steps
+        logits = stacked.forward(x + step, train=True)
+        loss = training.per_run_losses("unhinged_bn", logits, target, None).mean(dim=1).sum()
+        grads = torch.autograd.grad(loss, stacked.weights)
+        for k, module in enumerate(modules):
+            module.train()
+            reference = module(x[k] + step)
+            torch.testing.assert_close(logits[k], reference, rtol=1e-4, atol=1e-5)
+            ref_loss = losses.unhinged(reference, target[k])
+            ref_grads = torch.autograd.grad(ref_loss, [layer.weight for layer in module.linear_layers()])
+            for g, r in zip(grads, ref_grads):
+                torch.testing.assert_close(g[k], r.t(), rtol=1e-3, atol=1e-5)
+    for k, module in enumerate(modules):
+        torch.testing.assert_close(stacked.running_mean[k, 0], module.head.running_mean, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stacked.running_var[k, 0], module.head.running_var, rtol=1e-5, atol=1e-6)
+        module.eval()
+        torch.testing.assert_close(stacked.forward(x[k], train=False, shared=True)[k], module(x[k]),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_selected_epoch_has_the_lowest_validation_loss(digits):
+    seeds = [7, 8]
+    T, y_tr, y_va = noisy(digits, seeds, rate=0.6)
+    stack = training.StackedMLP(mlps(seeds), seeds, CPU)
+    outcomes = training.train_group(stack, "cross_entropy", group_data(digits), y_tr, y_va, None,
+                                    replace(SCHEDULE, epochs=6), seeds, progress=False)
+    for out in outcomes:
+        assert len(out.val_history) == 6
+        assert out.selected_epoch == int(np.argmin(out.val_history)) + 1
+        assert out.val_loss == min(out.val_history)
+    # the restored weights are the selected epoch's: their validation loss is val_loss
+    with torch.no_grad():
+        logits = stack.forward(digits.x_val, train=False, shared=True)
+        val = training.per_run_losses("cross_entropy", logits, y_va, None).mean(dim=1)
+    np.testing.assert_allclose(val.numpy(), [o.val_loss for o in outcomes], rtol=1e-5)
+
+
+def test_cell_validation():
+    with pytest.raises(ValueError, match="unknown method"):
+        training.Cell("nope", "none", 0.0, 0)
+    with pytest.raises(ValueError, match="unknown noise"):
+        training.Cell("forward_T", "gaussian", 0.1, 0)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        training.Cell("forward_T", "symmetric", 1.0, 0)
+    with pytest.raises(ValueError, match="unknown experiment"):
+        training.get_experiment("imagenet")
+    assert training.get_experiment("mnist10k").key == "mnist10k_fc"
+
+
+def test_table_cells_cover_the_block():
+    cells = training.table_cells(training.EXPERIMENTS["mnist10k_fc"], runs=5)
+    assert len(cells) == 10 * 4 * 5
+    assert {c.method for c in cells} == set(METHODS)
+
+
+# ------------------------------------------------------------- sweeps and the store
+
+
+def test_digits_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
+    """A whole smoke Table 2 block on digits; interrupted, it resumes without
+    retraining finished runs; T̂ errors match the stored T̂."""
+    exp = training.EXPERIMENTS["digits_fc"]
+    cells = training.table_cells(exp, runs=1)
+    calls = []
+    real = training._train_cells
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_train_cells", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
+    store = ResultStore(tmp_path)
+    partial = store.load("digits_fc")
+    assert len(partial) == 3 * 4  # three finished methods x four noise settings
+    assert calls[0] == "cross_entropy"
+
+    calls.clear()
+    monkeypatch.setattr(training, "_train_cells", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    new = training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
+    assert len(new) == 40 - 12
+    assert "cross_entropy" not in calls  # T̂ came from the store, stage 1 was not redone
+    full = store.load("digits_fc")
+    assert tuple(full.columns) == COLUMNS and len(full) == 40
+    assert not full.duplicated(["method", "noise", "rate", "run", "profile"]).any()
+    assert full["test_accuracy"].between(0, 100).all()
+    assert set(full["profile"]) == {"smoke"} and set(full["epochs"]) == {2}
+
+    transitions = store.load_transitions("digits_fc")
+    for row in full[full["method"].str.endswith("That")].itertuples():
+        T = training.transition_for(exp, 10, row.noise, row.rate)
+        T_hat = transitions[f"{row.noise}/{row.rate:g}/{row.run}/smoke"]
+        assert row.T_error == pytest.approx(estimation_error(T_hat, T), rel=1e-9)
+    assert full[~full["method"].str.endswith("That")]["T_error"].isna().all()
+
+    # nothing left to do: a third call trains nothing
+    calls.clear()
+    assert training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                              progress=False).empty
+    assert calls == []
+
+
+def test_noisy_labels_are_shared_by_methods_and_follow_T():
+    split = data.load_dataset("digits")
+    exp = training.EXPERIMENTS["digits_fc"]
+    a = training.noisy_labels(exp, split, "asymmetric", 0.4, run=2)
+    b = training.noisy_labels(exp, split, "asymmetric", 0.4, run=2)
+    c = training.noisy_labels(exp, split, "asymmetric", 0.4, run=3)
+    np.testing.assert_array_equal(a.y_train, b.y_train)
+    assert (a.y_train != c.y_train).any()
+    flipped = split.y_train.numpy() != a.y_train
+    assert set(split.y_train.numpy()[flipped]) <= {2, 3, 5, 6, 7}
+    none = training.noisy_labels(exp, split, "none", 0.0, run=0)
+    np.testing.assert_array_equal(none.y_train, split.y_train.numpy())
+
+
+def test_store_appends_atomically_and_rejects_bad_rows(tmp_path):
+    store = ResultStore(tmp_path)
+    row = {c: 0 for c in COLUMNS} | {"experiment": "x", "method": "cross_entropy", "noise": "none",
+                                     "rate": 0.0, "run": 0, "profile": "smoke"}
+    store.append([row])
+    store.append([row | {"run": 1}])
+    assert len(store.load("x")) == 2
+    assert store.has("x", "cross_entropy", "none", 0.0, 1, "smoke")
+    assert not store.has("x", "cross_entropy", "none", 0.0, 1, "paper")
+    assert not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(ValueError, match="missing columns"):
+        store.append([{"experiment": "x"}])
+
+
+def test_singular_T_is_mixed_with_the_identity_for_backward_correction():
+    T = noise.asymmetric("mnist", 0.5)  # 5 <-> 6 at 0.5: two equal rows, singular
+    with pytest.warns(RuntimeWarning, match="identity_mix=0.01"):
+        inverse = training.invertible_backward_matrix(T)
+    mixed = 0.99 * T + 0.01 * np.eye(10)
+    np.testing.assert_allclose(inverse @ mixed, np.eye(10), atol=1e-9)
+    regular = noise.asymmetric("mnist", 0.2)
+    np.testing.assert_allclose(training.invertible_backward_matrix(regular), np.linalg.inv(regular), atol=1e-12)
