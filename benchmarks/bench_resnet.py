@@ -1,14 +1,16 @@
 """Training throughput of the CIFAR ResNets: our trainer against a plain PyTorch loop.
 
-Usage (GPU): python benchmarks/bench_resnet.py --device cuda --depths 14 32 44 --steps 60 --runs 4
+Usage (GPU): python benchmarks/bench_resnet.py --device cuda --depths 14 32 44 --steps 60 --runs 4 8 16
 Usage (CPU check of the code path): python benchmarks/bench_resnet.py --device cpu --steps 2 --batch 16
 
 "Plain loop": one run, fp32, contiguous memory format, a ``DataLoader`` over
 uint8 images with torchvision transforms (4-pixel padded random crop,
 horizontal flip, per-pixel mean subtraction) in worker processes, images
 copied to the device every batch. "Ours": :func:`losscorrection.training.train_group`
-on ``runs`` models at once with the images resident on the device, batched
-augmentation on the device, channels-last and bfloat16 autocast on CUDA.
+on ``runs`` models at once, either stepped in turn (``modules``) or as one
+network of grouped convolutions (``grouped``), with the images resident on the
+device, batched augmentation on the device, channels-last and bfloat16
+autocast on CUDA.
 Both train pre-activation ResNets on 45,000-image-shaped synthetic CIFAR data
 (throughput does not depend on pixel values). Prints images per second, the
 speed-up and the projected wall time of one 120-epoch run; writes
@@ -79,15 +81,17 @@ def plain_loop(depth: int, x, y, steps: int, batch: int, device: torch.device, w
     return steps * batch / (time.perf_counter() - started)
 
 
-def ours(depth: int, x, y, steps: int, batch: int, runs: int, device: torch.device) -> float:
+def ours(depth: int, x, y, steps: int, batch: int, runs: int, device: torch.device, grouped: bool) -> float:
     """Images per second (summed over runs) of the trainer's path: one epoch of
-    ``steps`` batches for each of ``runs`` models (validation pass included)."""
+    ``steps`` batches for each of ``runs`` models (validation pass included),
+    as one grouped network (``grouped``) or as modules stepped in turn."""
     n = steps * batch
     modules = []
     for k in range(runs):
         torch.manual_seed(k)
         modules.append(models.build_model(f"resnet{depth}", 10))
-    stack = training.ModuleRuns(modules, device, bf16=device.type == "cuda")
+    runs_class = training.GroupedRuns if grouped else training.ModuleRuns
+    stack = runs_class(modules, device, bf16=device.type == "cuda")
     group = training.GroupData(
         x[:n].to(device), x[n:n + batch].to(device), x[n:n + batch].to(device), y[n:n + batch].to(device),
         10, pixel_mean=data.pixel_mean(x).to(device), augment=True,
@@ -117,7 +121,8 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="+", default=[14, 32, 44])
     parser.add_argument("--steps", type=int, default=60, help="timed batches per measurement")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=4, help="models trained at once by our path")
+    parser.add_argument("--runs", type=int, nargs="+", default=[4, 8, 16],
+                        help="models trained at once by our path (one measurement each)")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the plain loop")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -125,21 +130,24 @@ def main() -> None:
     rows = []
     for depth in args.depths:
         plain = plain_loop(depth, x, y, args.steps, args.batch, device, args.workers)
-        fast = ours(depth, x, y, args.steps, args.batch, args.runs, device)
-        rows.append(dict(
-            depth=depth, plain_images_per_s=plain, ours_images_per_s=fast, speedup=fast / plain,
-            plain_hours_per_run=EPOCHS * TRAIN_IMAGES / plain / 3600,
-            ours_hours_per_run=EPOCHS * TRAIN_IMAGES / fast / 3600,
-        ))
-        r = rows[-1]
-        print(f"ResNet-{depth}: plain {plain:8.0f} img/s, ours ({args.runs} runs) {fast:8.0f} img/s, "
-              f"x{r['speedup']:.2f}; 120 epochs: {r['plain_hours_per_run']:.2f} h vs "
-              f"{r['ours_hours_per_run']:.2f} h per run", flush=True)
+        print(f"ResNet-{depth}: plain loop {plain:8.0f} img/s; 120 epochs: "
+              f"{EPOCHS * TRAIN_IMAGES / plain / 3600:.2f} h per run", flush=True)
+        for runs in args.runs:
+            for grouped in (False, True):
+                fast = ours(depth, x, y, args.steps, args.batch, runs, device, grouped)
+                mode = "grouped" if grouped else "modules"
+                rows.append(dict(
+                    depth=depth, runs=runs, mode=mode, plain_images_per_s=plain, ours_images_per_s=fast,
+                    speedup=fast / plain, plain_hours_per_run=EPOCHS * TRAIN_IMAGES / plain / 3600,
+                    ours_hours_per_run=EPOCHS * TRAIN_IMAGES / fast / 3600,
+                ))
+                print(f"  ours, {runs:2d} runs as {mode}: {fast:8.0f} img/s, x{fast / plain:.2f}; "
+                      f"{rows[-1]['ours_hours_per_run']:.3f} h per run", flush=True)
     out = Path(__file__).parent / "out"
     out.mkdir(exist_ok=True)
     (out / f"resnet_{device.type}.json").write_text(json.dumps(
         {"device": device_description(device), "torch": torch.__version__, "steps": args.steps,
-         "batch": args.batch, "runs": args.runs, "rows": rows}, indent=1))
+         "batch": args.batch, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("smoke", "quick", "paper"), default="paper")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--results-dir", default=str(ROOT / "results"))
+    parser.add_argument("--results-dir", default=None,
+                        help="default: results/ for the paper profile (the committed store), "
+                             "_build/results-<profile> for the others")
     parser.add_argument("--output-dir", default=str(ROOT / "book" / "generated"))
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
@@ -63,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
+    results_dir = args.results_dir or (
+        ROOT / "results" if args.profile == "paper" else ROOT / "_build" / f"results-{args.profile}"
+    )
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     parameters = dict(
         profile=args.profile, device=args.device, data_root=args.data_root,
-        results_dir=str(Path(args.results_dir).resolve()), reuse_results=not args.no_reuse,
+        results_dir=str(Path(results_dir).resolve()), reuse_results=not args.no_reuse,
         runs=args.runs, epochs=args.epochs, progress=False,
     )
     names = args.only or NOTEBOOKS

@@ -293,6 +293,7 @@ sns.lineplot(by_epoch, x="epoch", y="error", hue="N", style="α", markers=True, 
              errorbar="sd" if K > 1 else None, ax=axes[0])
 axes[0].set_ylabel("‖T̂ − T‖₁ / ‖T‖₁")
 axes[0].set_title("Estimation error of the stage-1 network")
+sns.move_legend(axes[0], "upper right", ncol=2, fontsize=8, title_fontsize=8)
 accuracy_curve = by_epoch[by_epoch["α"] == "0.97"]
 sns.lineplot(accuracy_curve, x="epoch", y="clean test accuracy (%)", hue="N", markers=True,
              style="N", dashes=False, palette="deep", errorbar="sd" if K > 1 else None, ax=axes[1])
@@ -334,8 +335,9 @@ display(Markdown(f"Summary ({dataset}, {K} run(s), {profile} profile):\n\n" + "\
 # - The arg-max takes the single most extreme softmax output of each column.
 #   A network that fits more and more noisy labels as training goes on
 #   produces such extremes for mislabelled inputs, so the arg-max estimate
-#   tends to degrade with long training; the 97th percentile ignores the
-#   top 3% of each column and is steadier.
+#   stops improving early and can drift back up; the 97th percentile ignores
+#   the top 3% of each column and keeps benefiting from a better stage-1
+#   network.
 # - α cannot be lowered freely: the anchor must stay inside the top share of
 #   a column that belongs to the class itself, which for ten roughly equal
 #   classes means α well above 0.9.

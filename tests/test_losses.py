@@ -644,3 +644,28 @@ def test_bad_T_for_corrected_losses(kind):
         fn(logits, target, negative)
     with pytest.raises(ValueError, match="square"):
         fn(logits, target, np.full((4, 3), 1 / 3))
+
+
+def test_backward_min_prob_clips_like_keras_and_bounds_the_loss():
+    T = symmetric(3, 0.3)
+    T_inv = np.linalg.inv(T)
+    logits = torch.tensor([[40.0, 0.0, -40.0], [0.5, 0.1, -0.2]], dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([1, 0])
+    out = backward_corrected(logits, target, T, min_prob=1e-7, reduction="none")
+    p = np.clip(torch.softmax(logits, 1).detach().numpy(), 1e-7, None)
+    expected = [-(T_inv[t] * np.log(p[i])).sum() for i, t in enumerate([1, 0])]
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-10)
+    assert not np.isclose(out[0].item(), backward_corrected(logits, target, T, reduction="none")[0].item())
+    out.sum().backward()
+    # the clipped probabilities (classes 1 and 2 of the first example) pass no gradient through log p;
+    # only class 0 (unclipped) contributes to the first row's gradient via the softmax
+    assert torch.isfinite(logits.grad).all()
+    # bounded below: each clipped -log p is at most -log(1e-7)
+    bound = sum(min(0.0, c) * -math.log(1e-7) for c in T_inv[1])
+    extreme = torch.tensor([[-1e4, 0.0, 0.0]], dtype=torch.float64)  # p_0 -> 0, and T⁻¹[1, 0] < 0
+    assert backward_corrected(extreme, torch.tensor([1]), T, min_prob=1e-7).item() >= bound - 1e-9
+    assert backward_corrected(extreme, torch.tensor([1]), T).item() < bound - 100  # unclipped: unbounded
+    module = make_loss("backward", T=T, min_prob=1e-7, reduction="none")
+    torch.testing.assert_close(module(logits, target), out)
+    with pytest.raises(ValueError, match="min_prob"):
+        backward_corrected(logits, target, T, min_prob=0.0)

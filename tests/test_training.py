@@ -241,3 +241,68 @@ def test_singular_T_is_mixed_with_the_identity_for_backward_correction():
     np.testing.assert_allclose(inverse @ mixed, np.eye(10), atol=1e-9)
     regular = noise.asymmetric("mnist", 0.2)
     np.testing.assert_allclose(training.invertible_backward_matrix(regular), np.linalg.inv(regular), atol=1e-12)
+
+
+def resnets(seeds, bn_head=False):
+    out = []
+    for s in seeds:
+        torch.manual_seed(s)
+        out.append(models.build_model("resnet8", 10, bn_head=bn_head))
+    return out
+
+
+@pytest.mark.parametrize("bn_head", [False, True])
+def test_grouped_resnets_compute_each_run_exactly(bn_head):
+    """K ResNets as one grouped network: per-run outputs, gradients and batch-norm
+    statistics equal those of the K separate modules."""
+    seeds = [0, 1, 2]
+    separate = resnets(seeds, bn_head)
+    grouped = training.GroupedRuns(resnets(seeds, bn_head), CPU)
+    x = torch.randn(3, 6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 10, (3, 6), generator=torch.Generator().manual_seed(1))
+    logits = grouped.forward(x, train=True)
+    loss = training.per_run_losses("cross_entropy", logits, target, None).mean(dim=1).sum()
+    loss.backward()
+    for k, module in enumerate(separate):
+        module.train()
+        reference = module(x[k])
+        torch.testing.assert_close(logits[k], reference, rtol=1e-4, atol=1e-5)
+        losses.cross_entropy(reference, target[k]).backward()
+    by_name = dict(grouped.model.named_parameters())
+    for k, module in enumerate(separate):
+        for name, p in module.named_parameters():
+            grad = by_name[name].grad.view(3, -1)[k]
+            # atol: the bias in front of a batch-norm head has a zero gradient up to rounding
+            torch.testing.assert_close(grad, p.grad.flatten(), rtol=1e-3, atol=1e-4)
+        buffers = dict(grouped.model.named_buffers())
+        for name, b in module.named_buffers():
+            if not name.endswith("num_batches_tracked"):
+                torch.testing.assert_close(buffers[name].view(3, -1)[k], b.flatten(), rtol=1e-4, atol=1e-6)
+    shared = torch.randn(5, 3, 16, 16)
+    evaluated = grouped.forward(shared, train=False, shared=True)
+    for k, module in enumerate(separate):
+        module.eval()
+        torch.testing.assert_close(evaluated[k], module(shared), rtol=1e-4, atol=1e-5)
+
+
+def test_grouped_training_keeps_the_best_epoch_per_run():
+    seeds = [0, 1]
+    split = data.Split("tiny", "", 10, *(torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8) if i % 2 == 0
+                                        else torch.randint(0, 10, (n,)) for i, n in
+                                        enumerate((64, 64, 32, 32, 32, 32))), class_names=tuple("0123456789"))
+    group = training.GroupData(split.x_train, split.x_val, split.x_test, split.y_test, 10,
+                               pixel_mean=data.pixel_mean(split.x_train), augment=True)
+    y_tr = torch.stack([split.y_train] * 2)
+    y_va = torch.stack([split.y_val] * 2)
+    schedule = training.Schedule("sgd", 0.05, 3, batch_size=16, momentum=0.9, weight_decay=1e-4)
+    stack = training.GroupedRuns(resnets(seeds), CPU)
+    stack.model = stack.model.to(memory_format=torch.channels_last)  # as on a GPU
+    outcomes = training.train_group(stack, "cross_entropy", group, y_tr, y_va, None, schedule, seeds,
+                                    progress=False)
+    with torch.no_grad():
+        val = training.per_run_losses(
+            "cross_entropy", stack.forward(group.prepare(split.x_val, False), train=False, shared=True),
+            y_va, None).mean(dim=1)
+    for k, out in enumerate(outcomes):
+        assert out.selected_epoch == int(np.argmin(out.val_history)) + 1
+        assert val[k].item() == pytest.approx(out.val_loss, rel=1e-4)

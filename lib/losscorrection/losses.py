@@ -12,6 +12,7 @@ returns the batch mean, or the ``(n,)`` per-example losses with
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import numpy as np
@@ -155,13 +156,22 @@ def backward_matrix(
     return np.linalg.inv(mixed)
 
 
-def per_example_backward(logits: Tensor, target: Tensor, T_inv: Tensor) -> Tensor:
+KERAS_EPSILON = 1e-7  # the probability clip of the authors' Keras losses
+
+
+def per_example_backward(
+    logits: Tensor, target: Tensor, T_inv: Tensor, min_prob: float | None = None
+) -> Tensor:
     """Unchecked kernel of :func:`backward_corrected`, with optional leading run dims.
 
     ``logits (..., n, c)``, ``target (..., n)``, ``T_inv (..., c, c)`` -> ``(..., n)``:
-    ``(T^{-1} ℓ(h))_ỹ = Σ_j T^{-1}[ỹ, j] · (-log softmax(h)_j)``.
+    ``(T^{-1} ℓ(h))_ỹ = Σ_j T^{-1}[ỹ, j] · (-log softmax(h)_j)``, with every
+    probability clipped below at ``min_prob`` when given (zero gradient there).
     """
-    return -(_rows_for_targets(T_inv, target) * logits.log_softmax(dim=-1)).sum(dim=-1)
+    log_p = logits.log_softmax(dim=-1)
+    if min_prob is not None:
+        log_p = log_p.clamp(min=math.log(min_prob))
+    return -(_rows_for_targets(T_inv, target) * log_p).sum(dim=-1)
 
 
 def backward_corrected(
@@ -170,17 +180,28 @@ def backward_corrected(
     T: ArrayLike | Tensor,
     identity_mix: float = 0.0,
     reduction: str = "mean",
+    min_prob: float | None = None,
 ) -> Tensor:
     """Backward-corrected cross-entropy ``ℓ← = (T^{-1} ℓ(h))_ỹ`` (Sec. 4.1, Thm. 1).
 
     ``ℓ(h)`` is the ``(n, c)`` matrix of cross-entropies for every possible label.
-    The loss is unbiased: ``Σ_ỹ T[y, ỹ] ℓ←(ỹ) = ℓ(y)``; it can be negative.
-    ``identity_mix`` = λ inverts ``(1 - λ) T + λ I`` instead of ``T``.
+    The loss is unbiased: ``Σ_ỹ T[y, ỹ] ℓ←(ỹ) = ℓ(y)``; it can be negative, and
+    since ``T⁻¹`` has negative entries it is unbounded below: a network can lower
+    it forever by driving some probabilities to zero. ``min_prob`` clips every
+    probability below at that value (``KERAS_EPSILON`` = 1e-7 is what the
+    authors' Keras code does implicitly), which bounds the loss and stops that
+    drift; the trainer uses it. ``identity_mix`` = λ inverts ``(1 - λ) T + λ I``.
     """
     target = _check_inputs(logits, target)
     T_inv = backward_matrix(T, identity_mix)
     _check_transition_size(T_inv, logits)
-    return _reduce(per_example_backward(logits, target, _as_tensor(T_inv, logits)), reduction)
+    _check_min_prob(min_prob)
+    return _reduce(per_example_backward(logits, target, _as_tensor(T_inv, logits), min_prob), reduction)
+
+
+def _check_min_prob(min_prob: float | None) -> None:
+    if min_prob is not None and not 0.0 < min_prob < 1.0:
+        raise ValueError(f"min_prob must lie in (0, 1) or be None, got {min_prob}")
 
 
 # ------------------------------------------------------------------------- baselines
@@ -281,11 +302,13 @@ class _Loss(nn.Module):
 class _CorrectedLoss(nn.Module):
     """Forward or backward correction with its matrix prepared once (log T or T⁻¹)."""
 
-    def __init__(self, kind: str, matrix: np.ndarray, reduction: str = "mean") -> None:
+    def __init__(self, kind: str, matrix: np.ndarray, reduction: str = "mean",
+                 min_prob: float | None = None) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-        self.kind, self.reduction = kind, reduction
+        _check_min_prob(min_prob)
+        self.kind, self.reduction, self.min_prob = kind, reduction, min_prob
         self.register_buffer("matrix", torch.as_tensor(matrix, dtype=torch.float64))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -299,7 +322,7 @@ class _CorrectedLoss(nn.Module):
         per_example = (
             per_example_forward(logits, target, matrix)
             if self.kind == "forward"
-            else per_example_backward(logits, target, matrix)
+            else per_example_backward(logits, target, matrix, self.min_prob)
         )
         return _reduce(per_example, self.reduction)
 
@@ -330,7 +353,7 @@ def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> 
     """Build a loss module ``loss(logits, target) -> Tensor`` by name.
 
     ``name`` is one of :data:`LOSS_NAMES`. ``forward`` and ``backward`` need ``T``;
-    ``backward`` accepts ``identity_mix``; the bootstrap losses accept ``beta``;
+    ``backward`` accepts ``identity_mix`` and ``min_prob``; the bootstrap losses accept ``beta``;
     all accept ``reduction``. The correction matrix (``log T`` or ``T⁻¹``) is
     computed once here, stored as a float64 buffer (moves with ``.to(device)``)
     and cast to the logits' dtype on use.
@@ -342,8 +365,9 @@ def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> 
         if name == "forward":
             _check_kwargs(log_transition, name, kwargs, positional=1)
             return _CorrectedLoss("forward", log_transition(T), reduction)
+        min_prob = kwargs.pop("min_prob", None)
         _check_kwargs(backward_matrix, name, kwargs, positional=1)
-        return _CorrectedLoss("backward", backward_matrix(T, **kwargs), reduction)
+        return _CorrectedLoss("backward", backward_matrix(T, **kwargs), reduction, min_prob)
     if name not in _SIMPLE_LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSS_NAMES)}")
     if T is not None:

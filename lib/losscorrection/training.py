@@ -3,8 +3,9 @@
 A *cell* of the paper is (experiment, method, noise, rate, run). Runs of one
 method are trained together as one stacked model: for the fully connected
 network the K runs' weights are stacked into ``(K, in, out)`` tensors and every
-layer is one batched matrix product (:class:`StackedMLP`); other architectures
-fall back to K modules stepped in turn (:class:`ModuleRuns`). Every run keeps
+layer is one batched matrix product (:class:`StackedMLP`); on a GPU the CIFAR
+ResNets become one network of grouped convolutions (:class:`GroupedRuns`);
+other models fall back to K modules stepped in turn (:class:`ModuleRuns`). Every run keeps
 its own initialisation, data order, dropout masks, noisy labels, loss and T,
 all derived from its seed, so a run's result does not depend on which runs it
 was trained with.
@@ -42,11 +43,13 @@ __all__ = [
     "PROFILES",
     "Cell",
     "Experiment",
+    "GroupedRuns",
     "ModuleRuns",
     "Schedule",
     "StackedMLP",
     "ensure_results",
     "figure_cells",
+    "group_modules",
     "resolve_device",
     "run_cells",
     "table_cells",
@@ -371,6 +374,115 @@ class ModuleRuns:
             module.load_state_dict(state)
 
 
+class GroupedLinear(nn.Module):
+    """K dense layers applied to K channel groups: ``(B, K*d) -> (B, K*c)``."""
+
+    def __init__(self, layers: list[nn.Linear]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))  # (K, c, d)
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))  # (K, c)
+
+    def forward(self, h: Tensor) -> Tensor:
+        K = self.weight.shape[0]
+        out = torch.einsum("bkd,kcd->bkc", h.reshape(h.shape[0], K, -1), self.weight) + self.bias
+        return out.reshape(h.shape[0], -1)
+
+
+def _grouped_layer(layers: list[nn.Module]) -> nn.Module | None:
+    """One layer computing K copies of ``layers`` side by side on K channel groups,
+    or None for a layer without parameters (it acts per channel already)."""
+    first, K = layers[0], len(layers)
+    if isinstance(first, nn.Conv2d):
+        grouped = nn.Conv2d(
+            K * first.in_channels, K * first.out_channels, first.kernel_size, first.stride,
+            first.padding, first.dilation, groups=K * first.groups, bias=first.bias is not None,
+        )
+    elif isinstance(first, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        grouped = type(first)(K * first.num_features, first.eps, first.momentum, first.affine)
+    elif isinstance(first, nn.Linear):
+        return GroupedLinear(layers)
+    elif not list(first.parameters(recurse=False)) and not list(first.buffers(recurse=False)):
+        return None
+    else:
+        raise TypeError(f"cannot group layers of type {type(first).__name__}")
+    with torch.no_grad():
+        for name, tensor in [*grouped.named_parameters(), *grouped.named_buffers()]:
+            if name != "num_batches_tracked":
+                tensor.copy_(torch.cat([getattr(layer, name).detach() for layer in layers]))
+    return grouped
+
+
+def group_modules(modules: list[nn.Module]) -> nn.Module:
+    """K identical convolutional networks as one network on K channel groups.
+
+    Every convolution becomes a grouped convolution (``groups=K``), every batch
+    norm one over ``K*C`` channels (so statistics stay per run), every dense
+    layer a :class:`GroupedLinear`; element-wise layers, pooling and residual
+    sums act per channel unchanged. Input ``(B, K*C_in, H, W)``: run k reads
+    channels ``k*C_in ... (k+1)*C_in``. Each tensor keeps the runs in
+    contiguous blocks along its first axis, so ``t.view(K, -1)[k]`` is run k's.
+    Raises TypeError for layers that cannot be grouped (embeddings, LSTMs).
+    """
+    grouped = copy.deepcopy(modules[0])
+    for name, layer in list(grouped.named_modules()):
+        if not name or list(layer.children()):
+            continue
+        replacement = _grouped_layer([m.get_submodule(name) for m in modules])
+        if replacement is not None:
+            parent, _, attr = name.rpartition(".")
+            setattr(grouped.get_submodule(parent) if parent else grouped, attr, replacement)
+    return grouped
+
+
+class GroupedRuns:
+    """K runs of a convolutional network trained as one grouped network
+    (:func:`group_modules`): one kernel per layer for all runs, which is what
+    keeps a GPU busy with small CIFAR ResNets. Same interface as :class:`StackedMLP`;
+    each run computes exactly what its own module would.
+    """
+
+    def __init__(self, modules: list[nn.Module], device: torch.device, bf16: bool = False) -> None:
+        self.K = len(modules)
+        self.model = group_modules(modules).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.device = device
+        self.bf16 = bf16
+
+    def parameters(self) -> list[Tensor]:
+        return list(self.model.parameters())
+
+    def state(self) -> list[Tensor]:
+        return [t for name, t in self.model.state_dict(keep_vars=True).items()
+                if not name.endswith("num_batches_tracked")]
+
+    def forward(self, x: Tensor, train: bool, shared: bool = False) -> Tensor:
+        """``x``: ``(K, B, C, H, W)`` per-run images or ``(N, C, H, W)`` when ``shared``;
+        returns float32 logits ``(K, B, c)``."""
+        x = x.repeat(1, self.K, 1, 1) if shared else x.transpose(0, 1).reshape(
+            x.shape[1], -1, *x.shape[3:])
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.model.train(train)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model(x)
+        return out.float().reshape(x.shape[0], self.K, -1).transpose(0, 1)
+
+    def snapshot(self) -> list[Tensor]:
+        return [t.detach().clone() for t in self.state()]
+
+    def keep_best(self, best: list[Tensor], improved: Tensor) -> None:
+        improved = improved.to(self.device)
+        for saved, current in zip(best, self.state()):
+            # runs are blocks along dim 0 in any memory format (channels-last included)
+            saved.unflatten(0, (self.K, -1))[improved] = current.detach().unflatten(0, (self.K, -1))[improved]
+
+    def load(self, saved: list[Tensor]) -> None:
+        with torch.no_grad():
+            for current, s in zip(self.state(), saved):
+                current.copy_(s)
+
+
 # ---------------------------------------------------------------------- the loop
 
 
@@ -453,8 +565,8 @@ def per_run_losses(method: str, logits: Tensor, target: Tensor, matrices: Tensor
     target ``(K, B)``, ``matrices`` from :func:`_matrices` (corrections only)."""
     if method.startswith("forward"):
         return losses.per_example_forward(logits, target, matrices)
-    if method.startswith("backward"):
-        return losses.per_example_backward(logits, target, matrices)
+    if method.startswith("backward"):  # clipped as in the authors' code: bounded below
+        return losses.per_example_backward(logits, target, matrices, losses.KERAS_EPSILON)
     K, B, c = logits.shape
     return _BASELINES[method](logits.reshape(K * B, c), target.reshape(K * B), reduction="none").view(K, B)
 
@@ -584,6 +696,8 @@ def _build_stack(experiment: Experiment, method: str, cells: list[Cell], split, 
         )
     if isinstance(modules[0], models.MLP):
         return StackedMLP(modules, [1_000_003 * c.seed + 2 for c in cells], device)
+    if device.type == "cuda" and isinstance(modules[0], models.PreActResNet):
+        return GroupedRuns(modules, device, bf16=bf16)
     return ModuleRuns(modules, device, bf16=bf16)
 
 
@@ -720,6 +834,7 @@ def ensure_results(
     device: str | torch.device = "auto",
     results_dir="results",
     epochs: int | None = None,
+    limit: int | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, str | None]:
     """The stored runs of ``cells`` under ``profile``, training missing ones if asked.
@@ -737,7 +852,7 @@ def ensure_results(
     if train_missing:
         try:
             run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
-                      results_dir=store_dir, epochs=epochs, progress=progress)
+                      results_dir=store_dir, epochs=epochs, limit=limit, progress=progress)
         except data_module.MissingDataError as err:
             note = f"not run here: needs {experiment.dataset} data ({err})"
     frame = ResultStore(store_dir).load(experiment.key)
