@@ -118,6 +118,6 @@ def test_status_page_lists_every_table_2_cell(built_book):
     page = html(built_book, "book/generated/status")
     for key, experiment in training.EXPERIMENTS.items():
         assert key in page
-    rows = re.findall(r"<tr>(.*?)</tr>", page, re.DOTALL)
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.DOTALL)
     table2 = [r for r in rows if "Table 2" in r]
     assert len(table2) == len(training.EXPERIMENTS) * len(METHODS) * 4

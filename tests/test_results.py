@@ -115,3 +115,12 @@ def test_status_table_lists_every_cell(tmp_path):
     assert digits.loc[("cross_entropy", "none", 0.0), "status"] == "pending"
     mnist = status[status["experiment"] == "mnist_fc"]
     assert (mnist[mnist["where"] == "Table 2"]["paper"] != "").all()
+
+
+def test_missing_data_gives_a_note_and_an_empty_block(tmp_path):
+    block = report.table_block("mnist", profile="smoke", data_root=tmp_path, results_dir=tmp_path,
+                               progress=False)
+    assert block.frame.empty and list(block.frame.columns) == list(results.COLUMNS)
+    assert block.note.startswith("not run here: needs mnist data")
+    assert "train-images-idx3-ubyte" in block.note
+    assert "97.9 ± 0.0" in block.markdown  # the paper's column is still shown

@@ -147,6 +147,9 @@ def test_cell_validation():
     with pytest.raises(ValueError, match="unknown experiment"):
         training.get_experiment("imagenet")
     assert training.get_experiment("mnist10k").key == "mnist10k_fc"
+    assert training.get_experiment("mnist").key == "mnist_fc"  # by data set
+    with pytest.raises(ValueError, match="unknown experiment"):
+        training.get_experiment("cifar10")  # two experiments use it and no key has that prefix alone
 
 
 def test_table_cells_cover_the_block():

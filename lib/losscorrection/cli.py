@@ -102,6 +102,9 @@ def _table(args) -> None:
     experiment = training.get_experiment(args.experiment)
     frame = ResultStore(args.results_dir).load(experiment.key)
     frame = frame[frame["profile"] == args.profile]
+    in_block = [any(n == noise and abs(r - rate) < 1e-9 for noise, rate in experiment.settings)
+                for n, r in zip(frame["noise"], frame["rate"])]
+    frame = frame[in_block]  # the Table 2 columns (Figure 1 runs at other rates are stored too)
     print(f"{experiment.description} — profile {args.profile}, ours: mean ± std (runs)")
     if experiment.paper_block and experiment.paper_block != experiment.key:
         print(f"paper column: the published '{experiment.paper_block}' block "

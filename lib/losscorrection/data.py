@@ -57,7 +57,7 @@ import tarfile
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -492,6 +492,17 @@ def _review_key(name: str) -> tuple[int, str]:
     return (int(head) if head.isdigit() else -1, stem)
 
 
+def _tar_members(source: Path, pattern: re.Pattern) -> Iterator[tuple[re.Match, bytes]]:
+    """``(match, content)`` of every regular file of a tarball whose name matches ``pattern``."""
+    with tarfile.open(source, "r:*") as tf:
+        for member in tf:
+            match = pattern.search(member.name)
+            if member.isfile() and match:
+                handle = tf.extractfile(member)
+                if handle is not None:
+                    yield match, handle.read()
+
+
 def _aclimdb_texts(source: Path) -> dict[str, tuple[list[str], np.ndarray]]:
     """``{"train": (texts, labels), "test": ...}`` from the folder or the tarball;
     within a part, negative reviews then positive ones, by file number."""
@@ -505,14 +516,9 @@ def _aclimdb_texts(source: Path) -> dict[str, tuple[list[str], np.ndarray]]:
                     (_review_key(p.name), p.read_text(encoding="utf-8", errors="replace")) for p in files
                 ]
     else:
-        with tarfile.open(source, "r:*") as tf:
-            for member in tf:
-                match = _ACLIMDB_RE.search(member.name)
-                if member.isfile() and match:
-                    f = tf.extractfile(member)
-                    assert f is not None
-                    text = f.read().decode("utf-8", errors="replace")
-                    found.setdefault((match[1], match[2]), []).append((_review_key(match[3]), text))
+        for match, content in _tar_members(source, _ACLIMDB_RE):
+            text = content.decode("utf-8", errors="replace")
+            found.setdefault((match[1], match[2]), []).append((_review_key(match[3]), text))
     out = {}
     for part in ("train", "test"):
         texts: list[str] = []
@@ -720,13 +726,8 @@ def _collect_jpegs(source: Path) -> dict[tuple[str, str, str], bytes]:
     """``{(part, class, file name): JPEG bytes}`` from the tarball or the folder."""
     found: dict[tuple[str, str, str], bytes] = {}
     if source.is_file():
-        with tarfile.open(source, "r:*") as tf:
-            for member in tf:
-                match = _JPG_RE.search(member.name)
-                if member.isfile() and match:
-                    f = tf.extractfile(member)
-                    assert f is not None
-                    found[(match[1], match[2], match[3])] = f.read()
+        for match, content in _tar_members(source, _JPG_RE):
+            found[(match[1], match[2], match[3])] = content
     else:
         for part in ("train", "test"):
             for path in (source / part).glob("*/*"):

@@ -60,7 +60,9 @@ def table_block(
     lines = [f"**{experiment.description}** ({profile} profile). {_provenance(frame)}"]
     if note:
         lines.append(f"*{note}.*")
-    lines.append(to_markdown(compare_with_paper(frame, experiment.paper_block, bold=True)))
+    lines.append(to_markdown(
+        compare_with_paper(frame, experiment.paper_block, bold=True, settings=list(experiment.settings))
+    ))
     return Block(experiment, frame, note, "\n\n".join(lines))
 
 

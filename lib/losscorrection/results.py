@@ -195,15 +195,20 @@ def _setting_label(noise: str, rate: float) -> str:
 
 
 def compare_with_paper(
-    frame: pd.DataFrame, paper_experiment: str | None, bold: bool = False
+    frame: pd.DataFrame,
+    paper_experiment: str | None,
+    bold: bool = False,
+    settings: list[tuple[str, float]] | None = None,
 ) -> pd.DataFrame:
     """A Table-2-shaped frame: rows = methods, columns = (noise setting, ours|paper).
 
     ``ours`` is ``mean ± std (n runs)``; ``paper`` is the published ``mean ± std``
     of ``paper_experiment`` (``None`` or no published value -> empty). With
     ``bold``, our entries selected by :func:`significance_marks` are wrapped in
-    ``**`` (Markdown bold).
+    ``**`` (Markdown bold). ``settings``: (noise, rate) columns always shown
+    (with every method as a row), e.g. an experiment's Table 2 columns.
     """
+    fixed = list(settings or [])
     ours = summarize(frame)
     if bold and not frame.empty:
         marks = significance_marks(frame)
@@ -214,11 +219,12 @@ def compare_with_paper(
     paper = paper[paper["experiment"] == paper_experiment] if paper_experiment else paper.iloc[:0]
     settings = list(
         dict.fromkeys(
-            [(n, _rate_key(r)) for n, r in zip(paper["noise"], paper["rate"])]
+            [(n, _rate_key(r)) for n, r in fixed]
+            + [(n, _rate_key(r)) for n, r in zip(paper["noise"], paper["rate"])]
             + [(n, _rate_key(r)) for n, r in zip(ours["noise"], ours["rate"])]
         )
     )
-    methods = [m for m in METHODS if m in set(ours["method"]) | set(paper["method"])]
+    methods = [m for m in METHODS if fixed or m in set(ours["method"]) | set(paper["method"])]
     table = pd.DataFrame(
         index=pd.Index(methods, name="method"),
         columns=pd.MultiIndex.from_tuples(

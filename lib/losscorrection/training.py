@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,10 +177,13 @@ def profile_settings(experiment: Experiment, profile: str) -> ProfileSettings:
 
 
 def get_experiment(key: str) -> Experiment:
-    """An experiment by key, or by a unique prefix (``mnist10k`` -> ``mnist10k_fc``)."""
+    """An experiment by key, by data set when only one experiment uses it
+    (``mnist`` -> ``mnist_fc``), or by a unique prefix (``mnist10k`` -> ``mnist10k_fc``)."""
     if key in EXPERIMENTS:
         return EXPERIMENTS[key]
-    matches = [k for k in EXPERIMENTS if k.startswith(key)]
+    matches = [k for k, e in EXPERIMENTS.items() if e.dataset == key]
+    if len(matches) != 1:
+        matches = [k for k in EXPERIMENTS if k.startswith(key)]
     if len(matches) == 1:
         return EXPERIMENTS[matches[0]]
     raise ValueError(f"unknown experiment {key!r}; known: {', '.join(EXPERIMENTS)}")
@@ -854,11 +858,12 @@ def ensure_results(
             run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
                       results_dir=store_dir, epochs=epochs, limit=limit, progress=progress)
         except data_module.MissingDataError as err:
-            note = f"not run here: needs {experiment.dataset} data ({err})"
+            files = ", ".join(Path(m).name for m in err.missing) or str(err)
+            note = f"not run here: needs {experiment.dataset} data ({files}; see the README's Data section)"
     frame = ResultStore(store_dir).load(experiment.key)
     wanted = {cell_key(c.method, *c.noise_key, profile) for c in cells}
     keys = [cell_key(*row) for row in frame[list(CELL_KEY)].itertuples(index=False)]
-    frame = frame[[k in wanted for k in keys]].reset_index(drop=True)
+    frame = frame.loc[np.array([k in wanted for k in keys], dtype=bool)].reset_index(drop=True)
     missing = len(wanted) - len(set(keys) & wanted)
     if missing and note is None:
         note = f"{missing} of {len(wanted)} runs ({profile} profile) not run yet"
