@@ -489,6 +489,12 @@ display(values.agg(["min", "median", "max"]).T.assign(
 # negative and the loss falls without limit as the network grows more
 # confident. The forward loss of the same logits tends to $-\log T_{\tilde
 # y\tilde y}$, a non-negative constant.
+#
+# The library's batch trainer therefore evaluates the backward loss with
+# every predicted probability clipped below at $10^{-7}$
+# (`min_prob=losses.KERAS_EPSILON`, the clip the authors' Keras code applies
+# implicitly). The clipped loss, the dotted line, follows the exact one until
+# the other classes' probabilities reach $10^{-7}$ and then stays flat.
 
 # %%
 T_inv = losses.backward_matrix(T)
@@ -500,6 +506,12 @@ for label in range(10):
     back = losses.backward_corrected(h, target, T, reduction="none").numpy()
     if T_inv[label, label] > 1 + 1e-9:
         ax.plot(scales, back, label=f"backward, ỹ = {label} (T⁻¹[ỹ, ỹ] = {T_inv[label, label]:.2f})")
+clipped_label = int(np.argmax(np.diag(T_inv)))
+h = torch.tensor(np.outer(scales, np.eye(10)[clipped_label]), dtype=DTYPE)
+clipped = losses.backward_corrected(h, torch.full((len(scales),), clipped_label), T, reduction="none",
+                                    min_prob=losses.KERAS_EPSILON).numpy()
+ax.plot(scales, clipped, ls=":", lw=2.5, color="black",
+        label=f"backward, ỹ = {clipped_label}, probabilities clipped at {losses.KERAS_EPSILON:g}")
 for label in (2, 7):
     h = torch.tensor(np.outer(scales, np.eye(10)[label]), dtype=DTYPE)
     fwd = losses.forward_corrected(h, torch.full((len(scales),), label), T, reduction="none").numpy()

@@ -42,6 +42,7 @@ noise_rate = 0.4  # N of the paper's asymmetric MNIST noise (2→7, 3→8, 5↔6
 
 # %%
 import copy
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -305,6 +306,7 @@ stage1 = train(losses.make_loss("cross_entropy"), csv_loader, val_loader)
 T_hat_csv = estimation.estimate_transition(predict_proba(stage1, loader(features, labels)))
 display(Markdown(f"From the CSV file ({len(frame)} rows × {frame.shape[1]} columns): estimation "
                  f"error of T̂ {estimation.estimation_error(T_hat_csv, T):.3f}; the rest is as in §3."))
+shutil.rmtree(workdir)  # the example files are no longer needed
 
 # %% [markdown]
 # Categorical or text columns need an encoding first (one-hot, embeddings);
