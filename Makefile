@@ -2,6 +2,8 @@
 #   make test   create .venv, install the package with its test extra, run pytest
 #   make book   execute the notebooks (PROFILE=paper|quick|smoke) and build the
 #               Jupyter Book into _build/html
+#   make browser  headless Chromium and a local MathJax 3 for the test that
+#               renders the book in a browser (best effort; `make test` runs it)
 #   make clean  remove the book build
 
 PYTHON ?= python3
@@ -16,7 +18,7 @@ DEVICE ?= auto
 # failing recipe as status 2 (see .ci/run).
 PYTEST_RC_FILE ?= $(VENV)/.pytest-exit-code
 
-.PHONY: install test book clean
+.PHONY: install browser test book clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +28,22 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# Best effort: Debian's chromium (needs root and apt-get) and MathJax 3 from the
+# npm registry (the book loads MathJax from a CDN, which a test cannot rely on).
+# Where either cannot be had, the browser test is skipped and says why.
+MATHJAX_DIR := $(VENV)/mathjax
+browser: install
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& timeout 900 apt-get install -y -q chromium >/dev/null 2>&1; } \
+		|| echo "note: could not install Debian's chromium; the browser test will be skipped"
+	@test -f $(MATHJAX_DIR)/es5/tex-mml-chtml.js || { command -v npm >/dev/null 2>&1 \
+		&& rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR) \
+		&& timeout 300 npm pack --silent --pack-destination $(MATHJAX_DIR) mathjax@3 >/dev/null 2>&1 \
+		&& tar xzf $(MATHJAX_DIR)/mathjax-3*.tgz -C $(MATHJAX_DIR) --strip-components=1 \
+		&& rm $(MATHJAX_DIR)/mathjax-3*.tgz; } \
+		|| echo "note: could not fetch MathJax 3 with npm; the browser test will be skipped"
+
+test: install browser
 	@rm -f $(PYTEST_RC_FILE)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; echo $$rc > $(PYTEST_RC_FILE); exit $$rc
 

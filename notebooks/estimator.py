@@ -59,7 +59,7 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from losscorrection import data, estimation, models, training
+from losscorrection import data, estimation, models, report, training
 
 sns.set_theme(style="whitegrid")
 SHORT = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731  (table headers)
@@ -148,16 +148,8 @@ display(stage1.style.format(precision=3).hide(axis="index"))
 # Here is the same pair from run 0.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
-for ax, matrix, title in zip(axes, [T, T_hats[0]], [f"true T (asymmetric, N = {rate})",
-                                                     "estimated T̂ (run 0, α = 0.97)"]):
-    sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True, fmt=".2f",
-                annot_kws={"size": 7}, cbar=False, square=True)
-    ax.set_title(title)
-    ax.set_xlabel("noisy label j")
-    ax.set_ylabel("true label i")
-fig.suptitle(f"Noise matrix on {dataset} ({profile} profile)")
-fig.tight_layout()
+report.plot_transition_pair(T, T_hats[0], (f"true T (asymmetric, N = {rate})", "estimated T̂ (run 0, α = 0.97)"),
+                            f"Noise matrix on {dataset} ({profile} profile)")
 plt.show()
 
 # %% [markdown]

@@ -33,7 +33,6 @@ reuse_results = True  # False: retrain into a temporary store
 progress = True
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from losscorrection import report

@@ -49,7 +49,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 from sklearn.datasets import load_digits
@@ -57,7 +56,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from losscorrection import estimation, losses, noise
+from losscorrection import estimation, losses, noise, report
 
 EPOCHS = epochs or {"smoke": 5, "quick": 20, "paper": 40}[profile]
 RUNS = runs or {"smoke": 1, "quick": 2, "paper": 5}[profile]
@@ -197,15 +196,8 @@ display(Markdown(f"Clean test accuracy (%) on scikit-learn digits ({len(y_test)}
 display(summary.style.format({"accuracy": "{:.1f}", "std": "{:.1f}", "T_error": "{:.3f}"}, na_rep="–"))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-for ax, matrix, title in zip(axes, [T, estimates[0]], ["true T", "estimated T̂ (run 0)"]):
-    sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True, fmt=".1f",
-                annot_kws={"size": 7}, cbar=False, square=True)
-    ax.set_title(title)
-    ax.set_xlabel("noisy label j")
-    ax.set_ylabel("true label i")
-fig.suptitle(f"Noise matrix of the digits example (asymmetric, N = {noise_rate})")
-fig.tight_layout()
+report.plot_transition_pair(T, estimates[0], ("true T", "estimated T̂ (run 0)"),
+                            f"Noise matrix of the digits example (asymmetric, N = {noise_rate})", decimals=1)
 plt.show()
 
 # %% [markdown]

@@ -25,9 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.fixture
-def real_data_root(request: pytest.FixtureRequest) -> Path:
-    """The folder with real data sets (see the module docstring)."""
+def find_real_data_root(names: tuple[str, ...] | list[str] = ()) -> Path:
+    """The real data root holding the data sets ``names`` (see the module docstring):
+    skips when no root is configured, fails when the configured one lacks files."""
     env = os.environ.get(data.DATA_ENV)
     if env:
         root, origin = Path(env).expanduser().resolve(), f"${data.DATA_ENV}"
@@ -37,10 +37,15 @@ def real_data_root(request: pytest.FixtureRequest) -> Path:
         pytest.skip(f"no real data: set ${data.DATA_ENV} or provide {SHARED_DATA}")
     if not root.is_dir():
         pytest.fail(f"real data root {root} ({origin}) is not a folder")
-    names = [name for marker in request.node.iter_markers("real_data") for name in marker.args]
     lacking = {name: data.missing_files(name, root) for name in names}
     lacking = {name: files for name, files in lacking.items() if files}
     if lacking:
         details = "; ".join(f"{name}: {', '.join(files)}" for name, files in lacking.items())
         pytest.fail(f"real data root {root} ({origin}) lacks files: {details}")
     return root
+
+
+@pytest.fixture
+def real_data_root(request: pytest.FixtureRequest) -> Path:
+    """The folder with the real data sets named by the test's ``real_data`` markers."""
+    return find_real_data_root([name for marker in request.node.iter_markers("real_data") for name in marker.args])

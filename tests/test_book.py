@@ -5,6 +5,11 @@ Table 2 cell on the status page.
 
 The sources are copied to a temporary folder, so the build never touches the
 working tree (committed results included).
+
+The last test opens the index and the theory page in headless Chromium with a
+local copy of MathJax 3 (the book loads it from a CDN, which an offline test
+cannot reach); `make test` installs both where it can (see the Makefile's
+`browser` target), and the test is skipped where they are absent.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import find_real_data_root
+from PIL import Image
 
 from losscorrection import training
 from losscorrection.results import METHODS
@@ -52,11 +60,7 @@ def built_book(tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def book_data_root():
     """The real data root (CIFAR-10 JPEG copy, MNIST test set) the smoke notebooks read."""
-    env = os.environ.get("LOSSCORR_DATA")
-    root = Path(env) if env else REPO.parent / "shared" / "data"
-    if not root.is_dir():
-        pytest.skip("no real data root for the book's notebooks")
-    return root
+    return find_real_data_root(("mnist10k", "cifar10jpg"))
 
 
 def html(root: Path, page: str) -> str:
@@ -121,3 +125,53 @@ def test_status_page_lists_every_table_2_cell(built_book):
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page, re.DOTALL)
     table2 = [r for r in rows if "Table 2" in r]
     assert len(table2) == len(training.EXPERIMENTS) * len(METHODS) * 4
+
+
+CDN_MATHJAX = "https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"
+LOCAL_MATHJAX = REPO / ".venv" / "mathjax" / "es5" / "tex-mml-chtml.js"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium and a local MathJax 3, or skip naming what is absent."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (make browser installs it where apt-get can)")
+    if not LOCAL_MATHJAX.is_file():
+        pytest.skip(f"no local MathJax 3 at {LOCAL_MATHJAX} (make browser fetches it with npm)")
+    return browser
+
+
+def render(browser: str, page: Path, flags: list[str]) -> subprocess.CompletedProcess:
+    """Open a copy of ``page`` that loads the local MathJax, with Chromium ``flags``."""
+    local = page.with_name(page.stem + ".local-mathjax.html")
+    text = page.read_text()
+    assert CDN_MATHJAX in text, f"{page.name} no longer loads MathJax from {CDN_MATHJAX}"
+    local.write_text(text.replace(CDN_MATHJAX, LOCAL_MATHJAX.as_uri()))
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--allow-file-access-from-files", "--virtual-time-budget=20000", "--window-size=1280,1600",
+         *flags, local.as_uri()],
+        capture_output=True, text=True, timeout=180, check=True,
+    )
+
+
+@pytest.mark.parametrize("page", ["book/intro", "book/theory"])
+def test_pages_render_in_chromium_with_typeset_math(built_book, chromium, tmp_path, page):
+    """The landing page (``index.html`` redirects to the introduction) and the
+    theory chapter: a screenshot that is not blank, every formula typeset."""
+    assert "book/intro.html" in html(built_book, "index")
+    path = built_book / "_build" / "html" / f"{page}.html"
+    shot = tmp_path / "page.png"
+    render(chromium, path, [f"--screenshot={shot}"])
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (1600, 1280)
+    inked = (pixels < 200).mean()  # text, figures and rules against the white page
+    assert 0.01 < inked < 0.6, f"{page}: {inked:.1%} of the screenshot is dark"
+    dom = render(chromium, path, ["--dump-dom"]).stdout
+    math = len(re.findall(r'class="math notranslate nohighlight"', path.read_text()))
+    typeset = dom.count("<mjx-container")
+    assert "<mjx-merror" not in dom, f"{page}: MathJax reports a TeX error"
+    assert typeset >= math, f"{page}: {typeset} formulas typeset of {math}"
+    if page == "book/theory":
+        assert math > 50

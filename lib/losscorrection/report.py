@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from . import training
 from .results import (
@@ -16,7 +18,7 @@ from .results import (
     to_markdown,
 )
 
-__all__ = ["Block", "figure_panel", "status_table", "table_block"]
+__all__ = ["Block", "figure_panel", "plot_transition_pair", "status_table", "table_block"]
 
 
 @dataclass
@@ -134,3 +136,23 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",)) 
                     status="complete" if count >= experiment.runs else ("partial" if count else "pending"),
                 ))
     return pd.DataFrame(rows)
+
+
+def plot_transition_pair(
+    T: np.ndarray, T_hat: np.ndarray, titles: tuple[str, str], suptitle: str, decimals: int = 2
+) -> plt.Figure:
+    """Heatmaps of a true ``T (c, c)`` and an estimate ``T_hat (c, c)`` side by side.
+
+    Rows are the true class ``i``, columns the noisy class ``j`` (the paper's
+    ``T[i, j] = p(noisy j | true i)``); every entry is annotated.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    for ax, matrix, title in zip(axes, (T, T_hat), titles):
+        sns.heatmap(np.asarray(matrix), ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True,
+                    fmt=f".{decimals}f", annot_kws={"size": 7}, cbar=False, square=True)
+        ax.set_title(title)
+        ax.set_xlabel("noisy label j")
+        ax.set_ylabel("true label i")
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
