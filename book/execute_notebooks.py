@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jupytext
 import papermill
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -172,13 +172,16 @@ if synthetic:
 # %% [markdown]
 # ## T from the doubly labelled images
 #
-# `data.clothing1m_overlap_transition` counts, over every image present in
-# both label files, how often clean class $i$ comes with noisy label $j$,
-# and normalises each row.
+# `data.clothing1m_overlap_transition` counts, over the clean training
+# images that also carry a noisy label, how often clean class $i$ comes with
+# noisy label $j$, and normalises each row. Only the clean *training* list is
+# used (`split="train"`, the default): the clean validation and test images
+# have noisy labels too, but counting them would let test labels into $T$.
+# `split="all"` counts every doubly labelled image.
 
 # %%
 T_overlap = data.clothing1m_overlap_transition(clothing)
-overlap = [k for k in clothing.clean_labels if k in clothing.noisy_labels]
+overlap = data.clothing1m_overlap_keys(clothing)
 per_class = np.bincount([clothing.clean_labels[k] for k in overlap], minlength=clothing.num_classes)
 label = "synthetic" if synthetic else "Clothing1M"
 panels = [(T_true, f"known T ({label})")] if synthetic else []

@@ -109,7 +109,7 @@ def new_stack():
         torch.manual_seed(k)
         modules.append(models.build_model(experiment.model, split.num_classes,
                                           input_dim=split.x_train[0].numel(), **experiment.model_kwargs))
-    return training.StackedMLP(modules, [1_000_003 * k + 2 for k in range(K)], dev)
+    return training.StackedMLP(modules, [training.dropout_seed(k) for k in range(K)], dev)
 
 
 def noisy(noise_rate: float):
@@ -124,7 +124,7 @@ def stage_one(noise_rate: float):
     started = time.perf_counter()
     outcomes = training.train_group(
         new_stack(), "cross_entropy", group, y_train, y_val, None, schedule,
-        order_seeds=[1_000_003 * k + 1 for k in range(K)], want_probs=True, progress=progress,
+        order_seeds=[training.order_seed(k) for k in range(K)], want_probs=True, progress=progress,
         desc=f"stage 1, N = {noise_rate}")
     return T, outcomes, time.perf_counter() - started
 
@@ -235,8 +235,9 @@ display(table.style.format(precision=3, na_rep="–").format_index(SHORT, axis=1
 #
 # How long must stage 1 train before its softmax is good enough for the
 # estimator? We follow each run's training trajectory (same initialisation,
-# data order and optimiser as above, but without model selection) and
-# estimate $T$ from the network after a given number of epochs. At the last
+# data order and optimiser as above) and estimate $T$ from the network as it
+# is at the end of a given number of epochs (`train_group`'s `on_epoch`
+# callback sees it before model selection). At the last
 # checkpoint this is the network of the final epoch, which model selection
 # above may or may not have kept.
 
@@ -245,24 +246,13 @@ CHECKPOINTS = sorted({e for e in (1, 2, 5, 10, 20, 40) if e <= schedule.epochs} 
 
 
 def trajectory(noise_rate: float) -> pd.DataFrame:
-    T_n, y_train, _ = noisy(noise_rate)
-    stack = new_stack()
-    optimizer = torch.optim.Adagrad(stack.parameters(), lr=schedule.lr, eps=schedule.eps)
-    order = [torch.Generator().manual_seed(1_000_003 * k + 1) for k in range(K)]
+    T_n, y_train, y_val = noisy(noise_rate)
     x_prime = torch.cat([group.x_train, group.x_val])
-    n = y_train.shape[1]
     records = []
-    for epoch in range(1, CHECKPOINTS[-1] + 1):
-        perms = torch.stack([torch.randperm(n, generator=g) for g in order]).to(dev)
-        for start in range(0, n, schedule.batch_size):
-            idx = perms[:, start:start + schedule.batch_size]
-            logits = stack.forward(group.prepare(group.x_train[idx], True), train=True)
-            loss = training.per_run_losses("cross_entropy", logits, y_train.gather(1, idx), None)
-            optimizer.zero_grad()
-            loss.mean(dim=1).sum().backward()
-            optimizer.step()
+
+    def checkpoint(epoch: int, stack) -> None:
         if epoch not in CHECKPOINTS:
-            continue
+            return
         with torch.no_grad():
             softmax = stack.forward(group.prepare(x_prime, False), train=False, shared=True).softmax(-1)
             test_logits = stack.forward(group.prepare(group.x_test, False), train=False, shared=True)
@@ -274,6 +264,11 @@ def trajectory(noise_rate: float) -> pd.DataFrame:
                                 "α": "0.97" if q else "1.0 (arg-max)",
                                 "error": estimation.estimation_error(estimation.estimate_transition(p, q), T_n),
                                 "clean test accuracy (%)": accuracy[k].item()})
+
+    training.train_group(new_stack(), "cross_entropy", group, y_train, y_val, None,
+                         replace(schedule, epochs=CHECKPOINTS[-1]),
+                         order_seeds=[training.order_seed(k) for k in range(K)], progress=progress,
+                         desc=f"trajectory, N = {noise_rate}", on_epoch=checkpoint)
     return pd.DataFrame(records)
 
 

@@ -502,23 +502,31 @@ def test_clothing1m_overlap_transition_by_hand(tmp_path):
     write_kv(base, "noisy_label_kv.txt", [(k, n) for k, _, n in both] + [("images/3/00/y.jpg", 9)])
     for name in ("noisy_train", "clean_train", "clean_val", "clean_test"):
         (base / f"{name}_key_list.txt").write_text("images/0/00/1.jpg\n")
-    T = data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path))
+    T = data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path), split="all")
     expected = np.eye(14)
     expected[0, :3] = [0.25, 0.5, 0.25]
     np.testing.assert_allclose(T, expected)
     # a class without overlapping images cannot be estimated
     write_kv(base, "clean_label_kv.txt", [(k, c) for k, c, _ in both if c != 11])
     with pytest.raises(ValueError, match=r"11 \(Dress\)"):
+        data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path), split="all")
+    # the default counts the clean training list only: here one image, so 13 classes are empty
+    with pytest.raises(ValueError, match=r"'train'.*0 \(T-Shirt\)"):
         data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path))
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path), split="test")
 
 
-def test_clothing1m_overlap_transition_matches_counting(tmp_path):
-    written = files.write_clothing1m(tmp_path, seed=13, n_both=200)
-    T = data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path))
+@pytest.mark.parametrize("split", ["train", "all"])
+def test_clothing1m_overlap_transition_matches_counting(tmp_path, split):
+    written = files.write_clothing1m(tmp_path, seed=13, n_both=600)
+    T = data.clothing1m_overlap_transition(data.load_clothing1m(tmp_path), split=split)
+    keys = written["clean_train"] if split == "train" else written["clean_labels"]
     counts = np.zeros((14, 14))
-    for key, clean in written["clean_labels"].items():
+    for key in keys:
         if key in written["noisy_labels"]:
-            counts[clean, written["noisy_labels"][key]] += 1
+            counts[written["clean_labels"][key], written["noisy_labels"][key]] += 1
+    assert counts.sum() < len(written["clean_labels"])  # some clean images have no noisy label
     np.testing.assert_allclose(T, counts / counts.sum(axis=1, keepdims=True))
     np.testing.assert_allclose(T.sum(axis=1), 1.0)
 

@@ -124,3 +124,22 @@ def test_missing_data_gives_a_note_and_an_empty_block(tmp_path):
     assert block.note.startswith("not run here: needs mnist data")
     assert "train-images-idx3-ubyte" in block.note
     assert "97.9 ± 0.0" in block.markdown  # the paper's column is still shown
+    # without training, absent data is named too (not "not run yet")
+    shown = report.table_block("mnist", profile="smoke", data_root=tmp_path, results_dir=tmp_path,
+                               train_missing=False)
+    assert shown.note == block.note
+
+
+def test_a_block_with_no_numbers_at_all_shows_only_its_note(tmp_path):
+    # the paper's CIFAR numbers are not in our copy of the paper, and no run is stored
+    block = report.table_block("cifar10jpg_resnet32", profile="paper", results_dir=tmp_path,
+                               train_missing=False, data_root=tmp_path)
+    assert block.note.startswith("not run here: needs cifar10jpg data")
+    assert "|" not in block.markdown
+
+
+def test_format_accuracy_shows_no_spread_for_a_single_run():
+    assert results.format_accuracy(82.44, 0.0, 1) == "82.4 (1)"
+    assert results.format_accuracy(82.44, 0.0, 1, with_runs=False) == "82.4"
+    assert results.format_accuracy(93.04, 0.26, 5) == "93.0 ± 0.3 (5)"
+    assert results.format_accuracy(97.9, 0.04) == "97.9 ± 0.0"  # the paper's entries carry no count

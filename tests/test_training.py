@@ -137,6 +137,24 @@ def test_selected_epoch_has_the_lowest_validation_loss(digits):
     np.testing.assert_allclose(val.numpy(), [o.val_loss for o in outcomes], rtol=1e-5)
 
 
+def test_on_epoch_sees_each_epochs_networks_before_selection(digits):
+    seeds = [3, 4]
+    T, y_tr, y_va = noisy(digits, seeds, rate=0.6)
+    stack = training.StackedMLP(mlps(seeds), seeds, CPU)
+    seen = {}
+
+    def record(epoch, current):
+        with torch.no_grad():
+            logits = current.forward(digits.x_val, train=False, shared=True)
+            seen[epoch] = training.per_run_losses("cross_entropy", logits, y_va, None).mean(dim=1)
+
+    outcomes = training.train_group(stack, "cross_entropy", group_data(digits), y_tr, y_va, None,
+                                    replace(SCHEDULE, epochs=4), seeds, progress=False, on_epoch=record)
+    assert sorted(seen) == [1, 2, 3, 4]
+    for k, out in enumerate(outcomes):  # the callback's networks are those model selection compares
+        np.testing.assert_allclose([seen[e][k].item() for e in range(1, 5)], out.val_history, rtol=1e-5)
+
+
 def test_cell_validation():
     with pytest.raises(ValueError, match="unknown method"):
         training.Cell("nope", "none", 0.0, 0)

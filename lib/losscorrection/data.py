@@ -78,6 +78,7 @@ __all__ = [
     "augment_batch",
     "build_vocabulary",
     "cifar10jpg_arrays",
+    "clothing1m_overlap_keys",
     "clothing1m_overlap_transition",
     "holdout_split",
     "load_clothing1m",
@@ -742,7 +743,7 @@ def _decode_cifar10_jpg(source: Path, progress: bool = True) -> dict[str, np.nda
     file names, RGB. Returns ``x_train``/``x_test`` uint8 ``(n, 3, H, W)``,
     ``y_train``/``y_test`` int64 and ``class_names``."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     found = _collect_jpegs(source)
     classes = sorted({cls for _, cls, _ in found})
@@ -1080,16 +1081,32 @@ def load_clothing1m(data_root: str | Path | None = None) -> Clothing1M:
     )
 
 
-def clothing1m_overlap_transition(c: Clothing1M) -> np.ndarray:
-    """T estimated from the images that have both a clean and a noisy label.
+def clothing1m_overlap_keys(c: Clothing1M, split: str = "train") -> list[str]:
+    """The images that carry both a clean and a noisy label.
+
+    ``split="train"``: only those in ``clean_train_key_list.txt``, so that no
+    validation or test label enters the estimate; ``split="all"``: every image
+    present in both label files.
+    """
+    if split == "train":
+        candidates = c.clean_train.paths
+    elif split == "all":
+        candidates = list(c.clean_labels)
+    else:
+        raise ValueError(f"unknown split {split!r}; known: train, all")
+    return [key for key in candidates if key in c.noisy_labels and key in c.clean_labels]
+
+
+def clothing1m_overlap_transition(c: Clothing1M, split: str = "train") -> np.ndarray:
+    """T counted on the doubly labelled images of ``split`` (see :func:`clothing1m_overlap_keys`).
 
     ``T[i, j]`` = fraction of those images with clean label ``i`` whose noisy
     label is ``j`` (float64 ``(14, 14)``, rows sum to one). Raises ValueError
-    naming the classes that no overlapping image has as clean label.
+    naming the classes that no such image has as clean label.
     """
     k = c.num_classes
     counts = np.zeros((k, k), dtype=np.float64)
-    both = [key for key in c.clean_labels if key in c.noisy_labels]
+    both = clothing1m_overlap_keys(c, split)
     if both:
         clean = np.array([c.clean_labels[key] for key in both])
         noisy = np.array([c.noisy_labels[key] for key in both])
@@ -1098,7 +1115,8 @@ def clothing1m_overlap_transition(c: Clothing1M) -> np.ndarray:
     empty = np.flatnonzero(rows == 0)
     if len(empty):
         names = ", ".join(f"{i} ({c.class_names[i]})" for i in empty)
-        raise ValueError(f"no image has both labels for clean class(es) {names}: T cannot be estimated")
+        raise ValueError(f"no doubly labelled image in split {split!r} for clean class(es) {names}: "
+                         "T cannot be estimated")
     return counts / rows[:, None]
 
 

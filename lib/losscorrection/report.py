@@ -14,7 +14,7 @@ import seaborn as sns
 
 from . import training
 from .results import (
-    METHODS, ResultStore, compare_with_paper, paper_table, plot_accuracy_vs_noise, summarize,
+    METHODS, ResultStore, compare_with_paper, format_accuracy, paper_table, plot_accuracy_vs_noise, summarize,
     to_markdown,
 )
 
@@ -62,9 +62,9 @@ def table_block(
     lines = [f"**{experiment.description}** ({profile} profile). {_provenance(frame)}"]
     if note:
         lines.append(f"*{note}.*")
-    lines.append(to_markdown(
-        compare_with_paper(frame, experiment.paper_block, bold=True, settings=list(experiment.settings))
-    ))
+    table = compare_with_paper(frame, experiment.paper_block, bold=True, settings=list(experiment.settings))
+    if (table != "").to_numpy().any():  # neither ours nor the paper's: the note says it all
+        lines.append(to_markdown(table))
     return Block(experiment, frame, note, "\n\n".join(lines))
 
 
@@ -126,9 +126,10 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",)) 
                 count = int(mine["runs"].iloc[0]) if len(mine) else 0
                 rows.append(dict(
                     experiment=experiment.key, where=where, method=method, noise=noise_kind, rate=rate,
-                    paper=(f"{theirs['accuracy_mean'].iloc[0]:.1f} ± {theirs['accuracy_std'].iloc[0]:.1f}"
+                    paper=(format_accuracy(theirs["accuracy_mean"].iloc[0], theirs["accuracy_std"].iloc[0])
                            if len(theirs) else ""),
-                    ours=(f"{mine['accuracy_mean'].iloc[0]:.1f} ± {mine['accuracy_std'].iloc[0]:.1f}"
+                    ours=(format_accuracy(mine["accuracy_mean"].iloc[0], mine["accuracy_std"].iloc[0], count,
+                                          with_runs=False)
                           if count else ""),
                     runs=count,
                     profile=", ".join(sorted(set(part["profile"]))),

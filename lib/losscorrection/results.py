@@ -26,6 +26,7 @@ __all__ = [
     "compare_with_paper",
     "device_description",
     "figure_summary",
+    "format_accuracy",
     "git_commit",
     "paper_table",
     "plot_accuracy_vs_noise",
@@ -234,15 +235,23 @@ def compare_with_paper(
     )
     table[:] = ""
     for row in ours.itertuples(index=False):
-        text = f"{row.accuracy_mean:.1f} ± {row.accuracy_std:.1f} ({row.runs})"
+        text = format_accuracy(row.accuracy_mean, row.accuracy_std, row.runs)
         table.loc[row.method, (_setting_label(row.noise, row.rate), "ours")] = (
             f"**{text}**" if row.bold else text
         )
     for row in paper.itertuples(index=False):
         table.loc[row.method, (_setting_label(row.noise, row.rate), "paper")] = (
-            f"{row.accuracy_mean:.1f} ± {row.accuracy_std:.1f}"
+            format_accuracy(row.accuracy_mean, row.accuracy_std)
         )
     return table
+
+
+def format_accuracy(mean: float, std: float, runs: int | None = None, with_runs: bool = True) -> str:
+    """``"mean ± std (runs)"`` to one decimal. A single run has no spread, so it
+    is shown as its value alone; without ``runs`` (or with ``with_runs=False``)
+    the count is left out."""
+    text = f"{mean:.1f}" if runs == 1 else f"{mean:.1f} ± {std:.1f}"
+    return f"{text} ({runs})" if runs is not None and with_runs else text
 
 
 ORACLE_METHODS = ("backward_T", "forward_T")  # use the true T: starred in the paper's Table 2
@@ -292,9 +301,9 @@ def significance_marks(frame: pd.DataFrame, alpha: float = 0.05, margin: float =
 FIGURE_LABELS = {
     "cross_entropy": "cross-entropy",
     "backward_T": "backward, T",
-    "backward_That": "backward, T̂",
+    "backward_That": r"backward, $\hat{T}$",
     "forward_T": "forward, T",
-    "forward_That": "forward, T̂",
+    "forward_That": r"forward, $\hat{T}$",
 }
 
 

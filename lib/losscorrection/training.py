@@ -24,7 +24,8 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data as data_module
 from . import losses, models, noise
@@ -600,6 +601,17 @@ def _evaluate(stack, data: GroupData, x: Tensor, fn) -> list[Tensor]:
     return out
 
 
+def order_seed(seed: int) -> int:
+    """The seed of a run's data order, derived from the run's seed (which itself
+    seeds the noisy labels and the initialisation)."""
+    return 1_000_003 * seed + 1
+
+
+def dropout_seed(seed: int) -> int:
+    """The seed of a run's dropout masks, derived from the run's seed."""
+    return 1_000_003 * seed + 2
+
+
 def train_group(
     stack,
     method: str,
@@ -612,12 +624,15 @@ def train_group(
     want_probs: bool = False,
     progress: bool = True,
     desc: str = "",
+    on_epoch: Callable[[int, Any], None] | None = None,
 ) -> list[RunOutcome]:
     """Train K runs of ``method`` together; ``y_train (K, n)``, ``y_val (K, n_val)`` noisy.
 
     Each epoch visits every run's own permutation of the training set in batches;
     the loss is the sum over runs of each run's batch mean, so runs do not
     interact. After each epoch the validation loss selects the best epoch.
+    ``on_epoch(epoch, stack)`` (epochs counted from 1) sees the networks as
+    they are at the end of every epoch, before model selection.
     """
     K, n = y_train.shape
     device = y_train.device
@@ -638,6 +653,8 @@ def train_group(
             loss.backward()
             opt.step()
         lr_schedule.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, stack)
         val = torch.stack(
             _evaluate(stack, data, data.x_val,
                       lambda z, s: per_run_losses(method, z, y_val[:, s], matrices).sum(dim=1))
@@ -702,7 +719,7 @@ def _build_stack(experiment: Experiment, method: str, cells: list[Cell], split, 
             )
         )
     if isinstance(modules[0], models.MLP):
-        return StackedMLP(modules, [1_000_003 * c.seed + 2 for c in cells], device)
+        return StackedMLP(modules, [dropout_seed(c.seed) for c in cells], device)
     if device.type == "cuda" and isinstance(modules[0], models.PreActResNet):
         return GroupedRuns(modules, device, bf16=bf16)
     return ModuleRuns(modules, device, bf16=bf16)
@@ -810,7 +827,7 @@ def _train_cells(experiment, method, group, split, data, labels, estimated, sche
     started = time.perf_counter()
     outcomes = train_group(
         stack, method, data, y_train, y_val, matrices, schedule,
-        order_seeds=[1_000_003 * c.seed + 1 for c in group], want_probs=method == STAGE_ONE,
+        order_seeds=[order_seed(c.seed) for c in group], want_probs=method == STAGE_ONE,
         progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)",
     )
     wall = (time.perf_counter() - started) / len(group)
@@ -861,13 +878,19 @@ def ensure_results(
             run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
                       results_dir=store_dir, epochs=epochs, limit=limit, progress=progress)
         except data_module.MissingDataError as err:
-            files = ", ".join(Path(m).name for m in err.missing) or str(err)
-            note = f"not run here: needs {experiment.dataset} data ({files}; see the README's Data section)"
+            note = _needs_data_note(experiment, err.missing or [str(err)])
     frame = ResultStore(store_dir).load(experiment.key)
     wanted = {cell_key(c.method, *c.noise_key, profile) for c in cells}
     keys = [cell_key(*row) for row in frame[list(CELL_KEY)].itertuples(index=False)]
     frame = frame.loc[np.array([k in wanted for k in keys], dtype=bool)].reset_index(drop=True)
     missing = len(wanted) - len(set(keys) & wanted)
     if missing and note is None:
-        note = f"{missing} of {len(wanted)} runs ({profile} profile) not run yet"
+        absent = data_module.missing_files(experiment.dataset, data_root)
+        note = (_needs_data_note(experiment, absent) if absent
+                else f"{missing} of {len(wanted)} runs ({profile} profile) not run yet")
     return frame, note
+
+
+def _needs_data_note(experiment: Experiment, missing: list[str]) -> str:
+    files = ", ".join(Path(m).name for m in missing)
+    return f"not run here: needs {experiment.dataset} data ({files}; see the README's Data section)"
