@@ -18,8 +18,9 @@
 # value where our copy of the paper has it, ours (mean ± standard deviation),
 # the number of runs stored, the profile and the device they ran on.
 # *complete*: the paper's number of runs is stored; *partial*: fewer;
-# *pending*: none (for data we do not have, the experiment chapter says which
-# data set is needed). Figure 1 cells that coincide with a Table 2 cell
+# *pending*: none yet, though the data is here (the CIFAR ResNets, which need
+# a GPU); *needs … data*: none, and the data set is absent from the data root
+# (the experiment chapter names its files). Figure 1 cells that coincide with a Table 2 cell
 # (no noise, asymmetric 0.2) are listed once, under Table 2.
 
 # %% tags=["parameters"]
@@ -37,7 +38,7 @@ from IPython.display import Markdown, display
 
 from losscorrection import report
 
-status = report.status_table(results_dir, profiles=(profile,))
+status = report.status_table(results_dir, profiles=(profile,), data_root=data_root)
 counts = status.pivot_table(index="experiment", columns="status", values="method", aggfunc="count",
                             fill_value=0)
 display(Markdown(f"Profile `{profile}`: cells per experiment and status."))

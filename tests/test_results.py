@@ -102,7 +102,7 @@ def test_status_table_lists_every_cell(tmp_path):
     store.append([base | {"method": "savage", "noise": "symmetric", "rate": 0.2, "run": k,
                           "test_accuracy": 90 + k} for k in range(5)]
                  + [base | {"method": "savage", "noise": "none", "rate": 0.0, "run": 0, "test_accuracy": 95}])
-    status = report.status_table(tmp_path)
+    status = report.status_table(tmp_path, data_root=tmp_path)  # an empty data root
     for key, experiment in training.EXPERIMENTS.items():
         # Table 2: 10 methods x 4 settings; Figure 1: 5 methods x the asymmetric rates
         # 0.1 ... 0.4 that are not already Table 2 columns (MNIST-like: 0.1, 0.3, 0.4)
@@ -112,8 +112,9 @@ def test_status_table_lists_every_cell(tmp_path):
     assert digits.loc[("savage", "symmetric", 0.2), "status"] == "complete"
     assert digits.loc[("savage", "symmetric", 0.2), "ours"] == f"92.0 ± {np.std(range(5), ddof=1):.1f}"
     assert digits.loc[("savage", "none", 0.0), "status"] == "partial"
-    assert digits.loc[("cross_entropy", "none", 0.0), "status"] == "pending"
+    assert digits.loc[("cross_entropy", "none", 0.0), "status"] == "pending"  # bundled data: only unrun
     mnist = status[status["experiment"] == "mnist_fc"]
+    assert (mnist["status"] == "needs mnist data").all()
     assert (mnist[mnist["where"] == "Table 2"]["paper"] != "").all()
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import training
+from .data import missing_files as data_missing_files
 from .results import (
     METHODS, ResultStore, compare_with_paper, format_accuracy, paper_table, plot_accuracy_vs_noise, summarize,
     to_markdown,
@@ -99,14 +100,18 @@ def _select(frame: pd.DataFrame, method: str, noise_kind: str, rate: float) -> p
                  & ((frame["rate"].astype(float) - rate).abs() < 1e-9)]
 
 
-def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",)) -> pd.DataFrame:
+def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",), data_root=None) -> pd.DataFrame:
     """Every Table 2 and Figure 1 cell of every experiment: the paper's value (where
     published), ours (mean ± std), runs stored, profile and device, and a status:
-    ``complete`` (the paper's run count), ``partial`` or ``pending``."""
+    ``complete`` (the paper's run count), ``partial``, ``pending`` (none yet) or,
+    for a cell without runs whose data set is absent from ``data_root``,
+    ``needs <dataset> data``."""
     store = ResultStore(results_dir)
     paper = paper_table()
     rows = []
     for experiment in training.EXPERIMENTS.values():
+        unrun = (f"needs {experiment.dataset} data" if data_missing_files(experiment.dataset, data_root)
+                 else "pending")
         stored = store.load(experiment.key)
         stored = stored[stored["profile"].isin(profiles)]
         ours = summarize(stored) if not stored.empty else pd.DataFrame(
@@ -134,7 +139,7 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",)) 
                     runs=count,
                     profile=", ".join(sorted(set(part["profile"]))),
                     device=", ".join(sorted(set(part["device"].astype(str)))),
-                    status="complete" if count >= experiment.runs else ("partial" if count else "pending"),
+                    status="complete" if count >= experiment.runs else ("partial" if count else unrun),
                 ))
     return pd.DataFrame(rows)
 
