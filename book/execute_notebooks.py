@@ -70,9 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # The notebooks run in the repository root: a store inside it is passed as a
+    # relative path, which is also what the rendered parameter cell shows.
+    results_dir = Path(results_dir).resolve()
+    if results_dir.is_relative_to(ROOT):
+        results_dir = results_dir.relative_to(ROOT)
     parameters = dict(
         profile=args.profile, device=args.device, data_root=args.data_root,
-        results_dir=str(Path(results_dir).resolve()), reuse_results=not args.no_reuse,
+        results_dir=str(results_dir), reuse_results=not args.no_reuse,
         runs=args.runs, epochs=args.epochs, progress=False,
     )
     names = args.only or NOTEBOOKS

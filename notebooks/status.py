@@ -39,8 +39,10 @@ from IPython.display import Markdown, display
 from losscorrection import report
 
 status = report.status_table(results_dir, profiles=(profile,), data_root=data_root)
-counts = status.pivot_table(index="experiment", columns="status", values="method", aggfunc="count",
-                            fill_value=0)
+# one column for every "needs <dataset> data": the experiment names the data set
+summary = status.assign(status=status["status"].mask(status["status"].str.startswith("needs"), "needs data"))
+counts = summary.pivot_table(index="experiment", columns="status", values="method", aggfunc="count",
+                             fill_value=0)
 display(Markdown(f"Profile `{profile}`: cells per experiment and status."))
 display(counts)
 
