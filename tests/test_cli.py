@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from losscorrection import cli
+from losscorrection import cli, training
 from losscorrection.results import ResultStore
 
 
@@ -26,6 +26,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["sweep", "digits_fc", "--profile", "huge"], "invalid choice: 'huge'"),
         (["table", "nothing"], "unknown experiment"),
         (["frobnicate"], "invalid choice"),
+        (["sweep", "digits_fc", "--max-group", "0"], "--max-group must be at least 1"),
+        (["sweep", "digits_fc", "--figure", "--with-figure"], "not allowed with argument"),
+        (["sweep", "digits_fc", "--methods", "forward"], "invalid choice: 'forward'"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
@@ -68,3 +71,25 @@ def test_console_script_is_installed():
     result = subprocess.run([str(script), "list"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "mnist10k_fc" in result.stdout and "cifar10jpg_resnet14" in result.stdout
+
+
+def test_sweep_with_figure_for_some_methods_in_bounded_groups(tmp_path, monkeypatch, capsys):
+    group_sizes = []
+    train_group = training.train_group
+
+    def recording(stack, method, data, y_train, *args, **kwargs):
+        group_sizes.append((method, y_train.shape[0]))
+        return train_group(stack, method, data, y_train, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_group", recording)
+    args = ["sweep", "digits", "--with-figure", "--methods", "forward_T", "--runs", "1", "--max-group", "3",
+            "--profile", "smoke", "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
+    assert cli.main(args) == 0
+    frame = ResultStore(tmp_path).load("digits_fc")
+    # the 4 Table 2 settings and the Figure 1 rates 0.1, 0.3, 0.4 (0 and 0.2 are Table 2 cells)
+    assert sorted(zip(frame["noise"], frame["rate"])) == [
+        ("asymmetric", 0.1), ("asymmetric", 0.2), ("asymmetric", 0.3), ("asymmetric", 0.4),
+        ("asymmetric", 0.6), ("none", 0.0), ("symmetric", 0.2)]
+    assert set(frame["method"]) == {"forward_T"}  # the true T needs no stage 1
+    assert group_sizes == [("forward_T", 3), ("forward_T", 3), ("forward_T", 1)]
+    assert "7 new runs of 7 requested" in capsys.readouterr().out

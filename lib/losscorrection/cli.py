@@ -5,6 +5,7 @@ Examples::
     losscorrection run mnist10k_fc --method forward_That --noise asymmetric --rate 0.2 --runs 5
     losscorrection sweep mnist10k_fc --profile paper            # a Table 2 block
     losscorrection sweep mnist10k_fc --figure --profile quick   # a Figure 1 panel
+    losscorrection sweep cifar10jpg_resnet14 --with-figure --methods backward_T --device cuda
     losscorrection table mnist10k                               # ours next to the paper
 
 Bad arguments and missing data end with one line on stderr and exit status 2.
@@ -51,6 +52,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--runs", type=int, default=None, help="runs per cell (default: the profile's)")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument("--max-group", type=int, default=32,
+                        help="most runs trained together as one batched model (default 32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -64,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=_rate, default=0.0)
     sweep = sub.add_parser("sweep", help="a Table 2 block (default) or a Figure 1 panel (--figure)")
     _common(sweep)
-    sweep.add_argument("--figure", action="store_true", help="the Figure 1 grid instead of Table 2")
+    grid = sweep.add_mutually_exclusive_group()
+    grid.add_argument("--figure", action="store_true", help="the Figure 1 grid instead of Table 2")
+    grid.add_argument("--with-figure", action="store_true",
+                      help="the Table 2 block and the Figure 1 grid together: a method's cells of both "
+                           "train as one group")
+    sweep.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                       help="only these methods (default: all of the block or grid)")
     table = sub.add_parser("table", help="our results next to the paper's Table 2")
     table.add_argument("experiment")
     table.add_argument("--results-dir", default="results")
@@ -77,12 +86,16 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
     runs = args.runs or training.profile_settings(experiment, args.profile).runs
     if runs < 1:
         raise UsageError(f"--runs must be at least 1, got {runs}")
+    if args.max_group < 1:
+        raise UsageError(f"--max-group must be at least 1, got {args.max_group}")
     if args.command == "run":
         rate = 0.0 if args.noise == "none" else args.rate
         return [training.Cell(m, args.noise, rate, k) for m in args.method for k in range(runs)]
-    if args.figure:
-        return training.figure_cells(runs)
-    return training.table_cells(experiment, runs)
+    cells = [] if args.figure else training.table_cells(experiment, runs)
+    if args.figure or args.with_figure:
+        cells += training.figure_cells(runs)
+    cells = list(dict.fromkeys(cells))  # the Figure 1 cells that are Table 2 cells too, once
+    return [c for c in cells if args.methods is None or c.method in args.methods]
 
 
 def _train(args) -> None:
@@ -91,7 +104,8 @@ def _train(args) -> None:
     started = time.perf_counter()
     rows = training.run_cells(
         experiment, cells, profile=args.profile, data_root=args.data_root, device=args.device,
-        results_dir=args.results_dir, epochs=args.epochs, progress=not args.quiet,
+        results_dir=args.results_dir, epochs=args.epochs, max_runs_per_group=args.max_group,
+        progress=not args.quiet,
     )
     elapsed = time.perf_counter() - started
     print(f"{len(rows)} new runs of {len(cells)} requested ({len(cells) - len(rows)} already stored) "
