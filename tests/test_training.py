@@ -1,6 +1,7 @@
 """The batched trainer (Algorithm 1), the results store and resumable sweeps."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -327,3 +328,81 @@ def test_grouped_training_keeps_the_best_epoch_per_run():
     for k, out in enumerate(outcomes):
         assert out.selected_epoch == int(np.argmin(out.val_history)) + 1
         assert val[k].item() == pytest.approx(out.val_loss, rel=1e-4)
+
+
+class Interrupted(Exception):
+    """Stands for a process killed in the middle of training."""
+
+
+def tiny_images():
+    gen = torch.Generator().manual_seed(5)
+    sizes = {"train": 48, "val": 32, "test": 32}
+    x = {k: torch.randint(0, 256, (n, 3, 16, 16), dtype=torch.uint8, generator=gen) for k, n in sizes.items()}
+    y = {k: torch.randint(0, 10, (n,), generator=gen) for k, n in sizes.items()}
+    group = training.GroupData(x["train"], x["val"], x["test"], y["test"], 10,
+                               pixel_mean=data.pixel_mean(x["train"]), augment=True)
+    return group, y["train"], y["val"]
+
+
+def resumable_setups(digits):
+    """(make a fresh stack, data, noisy labels, schedule) for the MLP and the grouped ResNets."""
+    seeds = [3, 4]
+    T, y_tr, y_va = noisy(digits, seeds, rate=0.4)
+    mlp = (lambda: training.StackedMLP(mlps(seeds), seeds, CPU), group_data(digits), y_tr, y_va,
+           replace(SCHEDULE, epochs=5))
+    images, y_img_tr, y_img_va = tiny_images()
+    resnet = (lambda: training.GroupedRuns(resnets(seeds), CPU), images, torch.stack([y_img_tr] * 2),
+              torch.stack([y_img_va] * 2), training.Schedule("sgd", 0.05, 5, batch_size=16, momentum=0.9,
+                                                             weight_decay=1e-4, milestones=(2, 4)))
+    return {"stacked MLP": mlp, "grouped ResNets": resnet}
+
+
+@pytest.mark.parametrize("kind", ["stacked MLP", "grouped ResNets"])
+def test_an_interrupted_group_resumes_and_ends_as_if_uninterrupted(digits, tmp_path, kind):
+    make_stack, group, y_tr, y_va, schedule = resumable_setups(digits)[kind]
+    seeds = [3, 4]
+
+    def train(stack, **kwargs):
+        torch.manual_seed(123)  # the global stream (augmentation) starts at the same state
+        return training.train_group(stack, "cross_entropy", group, y_tr, y_va, None, schedule, seeds,
+                                    progress=False, **kwargs)
+
+    straight_stack = make_stack()
+    straight = train(straight_stack)
+
+    def stop_at_epoch_4(epoch, stack):
+        if epoch == 4:
+            raise Interrupted
+
+    checkpoint = tmp_path / "group.pt"
+    with pytest.raises(Interrupted):
+        train(make_stack(), checkpoint=checkpoint, checkpoint_seconds=0.0, on_epoch=stop_at_epoch_4)
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 3  # the last finished epoch
+    torch.manual_seed(999)  # a new process: its global stream is elsewhere, the checkpoint restores it
+    resumed_stack = make_stack()
+    resumed = training.train_group(resumed_stack, "cross_entropy", group, y_tr, y_va, None, schedule, seeds,
+                                   progress=False, checkpoint=checkpoint, checkpoint_seconds=0.0)
+    for a, b in zip(straight, resumed):
+        assert a.val_history == b.val_history
+        assert (a.selected_epoch, a.test_accuracy) == (b.selected_epoch, b.test_accuracy)
+    for a, b in zip(straight_stack.snapshot(), resumed_stack.snapshot()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_run_cells_removes_the_checkpoint_of_a_stored_group(tmp_path, monkeypatch):
+    written = []
+    save = training._save_atomically
+
+    def spy(path, state):
+        written.append((Path(path), state["epoch"]))
+        save(path, state)
+
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
+    monkeypatch.setattr(training, "_save_atomically", spy)
+    frame = training.run_cells("digits_fc", [training.Cell("cross_entropy", "none", 0.0, 0)], profile="smoke",
+                               device="cpu", results_dir=tmp_path, progress=False)
+    assert len(frame) == 1
+    epochs = training.profile_settings(training.get_experiment("digits_fc"), "smoke").schedule.epochs
+    assert [epoch for _, epoch in written] == list(range(1, epochs + 1))
+    assert written[0][0].parent == tmp_path / ".partial"
+    assert not written[0][0].exists()  # removed once the run was stored

@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"losscorrection: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("losscorrection: interrupted; finished runs are saved, re-run to resume", file=sys.stderr)
+        print("losscorrection: interrupted; finished runs are stored and unfinished ones checkpointed "
+              "(results/.partial/), re-run to resume", file=sys.stderr)
         return 130
     return 0
 

@@ -20,14 +20,16 @@ loss) on the noisy validation split; we report clean test accuracy.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
+import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -612,6 +614,42 @@ def dropout_seed(seed: int) -> int:
     return 1_000_003 * seed + 2
 
 
+CHECKPOINT_SECONDS = 60.0  # a group's training state is saved at most this often
+
+
+def _to_device(obj, device: torch.device):
+    """``obj`` (tensors in nested lists and dicts) with every tensor on ``device``."""
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    return obj
+
+
+def _rng_states(stack, order: list[torch.Generator], device: torch.device) -> dict:
+    """Every random stream a group draws from: data order, per-run dropout
+    (:class:`StackedMLP`), and torch's global generators (dropout of module
+    runs, batch augmentation)."""
+    return dict(
+        order=[g.get_state() for g in order],
+        runs=[g.get_state() for g in getattr(stack, "generators", [])],
+        cpu=torch.get_rng_state(),
+        cuda=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    )
+
+
+def _set_rng_states(states: dict, stack, order: list[torch.Generator], device: torch.device) -> None:
+    for g, state in zip(order, states["order"]):
+        g.set_state(state)
+    for g, state in zip(getattr(stack, "generators", []), states["runs"]):
+        g.set_state(state)
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cuda" and states["cuda"] is not None:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
 def train_group(
     stack,
     method: str,
@@ -625,6 +663,8 @@ def train_group(
     progress: bool = True,
     desc: str = "",
     on_epoch: Callable[[int, Any], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> list[RunOutcome]:
     """Train K runs of ``method`` together; ``y_train (K, n)``, ``y_val (K, n_val)`` noisy.
 
@@ -633,6 +673,14 @@ def train_group(
     interact. After each epoch the validation loss selects the best epoch.
     ``on_epoch(epoch, stack)`` (epochs counted from 1) sees the networks as
     they are at the end of every epoch, before model selection.
+
+    With ``checkpoint`` (a file path), the whole training state (networks,
+    optimiser, schedule, selected epochs, random streams) is written there
+    after an epoch whenever ``checkpoint_seconds`` have passed since the last
+    write (default :data:`CHECKPOINT_SECONDS`), and training resumes from that
+    file when it exists: an interrupted
+    group continues where it stopped and ends exactly as it would have. The
+    caller removes the file once the results are stored.
     """
     K, n = y_train.shape
     device = y_train.device
@@ -642,7 +690,19 @@ def train_group(
     best_loss = torch.full((K,), math.inf, device=device)
     best_epoch = torch.zeros(K, dtype=torch.long)
     history = []
-    bar = tqdm(range(schedule.epochs), desc=desc, disable=not progress, leave=False)
+    first_epoch = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        first_epoch, history, best_epoch = saved["epoch"], saved["history"], saved["best_epoch"]
+        stack.load(saved["stack"])
+        best, best_loss = _to_device(saved["best"], device), saved["best_loss"].to(device)
+        opt.load_state_dict(saved["optimizer"])
+        lr_schedule.load_state_dict(saved["lr_schedule"])
+        _set_rng_states(saved["rng"], stack, order, device)
+    every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+    last_save = time.perf_counter()
+    bar = tqdm(range(first_epoch, schedule.epochs), desc=desc, disable=not progress, leave=False,
+               initial=first_epoch, total=schedule.epochs)
     for epoch in bar:
         perms = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)
         for start in range(0, n, schedule.batch_size):
@@ -665,6 +725,14 @@ def train_group(
         best_loss = torch.where(improved, val, best_loss)
         best_epoch[improved.cpu()] = epoch + 1
         bar.set_postfix(val_loss=f"{val.mean().item():.4f}")
+        if checkpoint is not None and time.perf_counter() - last_save >= every:
+            _save_atomically(checkpoint, dict(
+                epoch=epoch + 1, history=history, best_epoch=best_epoch, stack=stack.snapshot(), best=best,
+                best_loss=best_loss, optimizer=opt.state_dict(), lr_schedule=lr_schedule.state_dict(),
+                rng=_rng_states(stack, order, device),
+            ))
+            every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+    last_save = time.perf_counter()
     stack.load(best)
     correct = torch.stack(
         _evaluate(stack, data, data.x_test,
@@ -681,6 +749,14 @@ def train_group(
                    [epoch_losses[k] for epoch_losses in history], None if probs is None else probs[k])
         for k in range(K)
     ]
+
+
+def _save_atomically(path: str | Path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    torch.save(state, partial)
+    os.replace(partial, path)
 
 
 # ------------------------------------------------------------------ orchestration
@@ -801,9 +877,11 @@ def run_cells(
     for method, method_cells in by_method.items():
         for start in range(0, len(method_cells), max_runs_per_group):
             group = method_cells[start : start + max_runs_per_group]
+            checkpoint = _checkpoint_path(results_dir, experiment, method, group, profile, schedule,
+                                          limit or settings.limit, device, bf16)
             rows, transitions = _train_cells(
                 experiment, method, group, split, data, labels, estimated, schedule, device,
-                progress, provenance, bf16,
+                progress, provenance, bf16, checkpoint,
             )
             estimated.update(transitions)
             store.put_transitions(
@@ -811,13 +889,25 @@ def run_cells(
             )
             rows = [r for r in rows if cell_key(r["method"], r["noise"], r["rate"], r["run"], profile) not in done]
             store.append(rows)
+            checkpoint.unlink(missing_ok=True)
             new_rows.extend(rows)
     return pd.DataFrame(new_rows)
 
 
+def _checkpoint_path(results_dir, experiment: Experiment, method: str, group: list[Cell], profile: str,
+                     schedule: Schedule, limit: int | None, device: torch.device, bf16: bool) -> Path:
+    """Where a group's unfinished training is kept (``<results>/.partial/``, ignored
+    by git): named by everything that determines the group's training."""
+    what = repr((experiment.key, method, profile, schedule, limit, device.type, bf16,
+                 [(c.method, *c.noise_key) for c in group]))
+    digest = hashlib.sha1(what.encode()).hexdigest()[:16]
+    return Path(results_dir) / ".partial" / f"{experiment.key}-{method}-{digest}.pt"
+
+
 def _train_cells(experiment, method, group, split, data, labels, estimated, schedule, device, progress,
-                 provenance, bf16):
-    """Train one group of runs of one method; return result rows and new T̂s (stage 1)."""
+                 provenance, bf16, checkpoint):
+    """Train one group of runs of one method (resuming from ``checkpoint`` when it
+    exists); return result rows and new T̂s (stage 1)."""
     uses_estimate = method.endswith("That")
     transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
     matrices = _matrices(method, transitions, device)
@@ -828,7 +918,7 @@ def _train_cells(experiment, method, group, split, data, labels, estimated, sche
     outcomes = train_group(
         stack, method, data, y_train, y_val, matrices, schedule,
         order_seeds=[order_seed(c.seed) for c in group], want_probs=method == STAGE_ONE,
-        progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)",
+        progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)", checkpoint=checkpoint,
     )
     wall = (time.perf_counter() - started) / len(group)
     new_transitions = {}
