@@ -1,6 +1,6 @@
 """Training throughput of the CIFAR ResNets: our trainer against a plain PyTorch loop.
 
-Usage (GPU): python benchmarks/bench_resnet.py --device cuda --depths 14 32 44 --steps 60 --runs 4 8 16
+Usage (GPU): python benchmarks/bench_resnet.py --device cuda --depths 14 32 44 --steps 60 --runs 4 8 16 [--compile]
 Usage (CPU check of the code path): python benchmarks/bench_resnet.py --device cpu --steps 2 --batch 16
 
 "Plain loop": one run, fp32, contiguous memory format, a ``DataLoader`` over
@@ -81,17 +81,23 @@ def plain_loop(depth: int, x, y, steps: int, batch: int, device: torch.device, w
     return steps * batch / (time.perf_counter() - started)
 
 
-def ours(depth: int, x, y, steps: int, batch: int, runs: int, device: torch.device, grouped: bool) -> float:
+MODES = ("modules", "grouped", "grouped, compiled")
+
+
+def ours(depth: int, x, y, steps: int, batch: int, runs: int, device: torch.device, mode: str) -> float:
     """Images per second (summed over runs) of the trainer's path: one epoch of
     ``steps`` batches for each of ``runs`` models (validation pass included),
-    as one grouped network (``grouped``) or as modules stepped in turn."""
+    as modules stepped in turn, as one grouped network, or as one grouped
+    network whose forward pass goes through ``torch.compile`` (the warm-up
+    epoch pays the compilation)."""
     n = steps * batch
     modules = []
     for k in range(runs):
         torch.manual_seed(k)
         modules.append(models.build_model(f"resnet{depth}", 10))
-    runs_class = training.GroupedRuns if grouped else training.ModuleRuns
-    stack = runs_class(modules, device, bf16=device.type == "cuda")
+    bf16 = device.type == "cuda"
+    stack = (training.ModuleRuns(modules, device, bf16=bf16) if mode == "modules"
+             else training.GroupedRuns(modules, device, bf16=bf16, compile=mode == "grouped, compiled"))
     group = training.GroupData(
         x[:n].to(device), x[n:n + batch].to(device), x[n:n + batch].to(device), y[n:n + batch].to(device),
         10, pixel_mean=data.pixel_mean(x).to(device), augment=True,
@@ -124,6 +130,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, nargs="+", default=[4, 8, 16],
                         help="models trained at once by our path (one measurement each)")
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of the plain loop")
+    parser.add_argument("--compile", action="store_true", help="also measure the grouped network compiled")
     args = parser.parse_args()
     device = torch.device(args.device)
     x, y = synthetic((args.steps + 2) * args.batch)
@@ -133,9 +140,8 @@ def main() -> None:
         print(f"ResNet-{depth}: plain loop {plain:8.0f} img/s; 120 epochs: "
               f"{EPOCHS * TRAIN_IMAGES / plain / 3600:.2f} h per run", flush=True)
         for runs in args.runs:
-            for grouped in (False, True):
-                fast = ours(depth, x, y, args.steps, args.batch, runs, device, grouped)
-                mode = "grouped" if grouped else "modules"
+            for mode in MODES if args.compile else MODES[:2]:
+                fast = ours(depth, x, y, args.steps, args.batch, runs, device, mode)
                 rows.append(dict(
                     depth=depth, runs=runs, mode=mode, plain_images_per_s=plain, ours_images_per_s=fast,
                     speedup=fast / plain, plain_hours_per_run=EPOCHS * TRAIN_IMAGES / plain / 3600,

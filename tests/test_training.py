@@ -406,3 +406,17 @@ def test_run_cells_removes_the_checkpoint_of_a_stored_group(tmp_path, monkeypatc
     assert [epoch for _, epoch in written] == list(range(1, epochs + 1))
     assert written[0][0].parent == tmp_path / ".partial"
     assert not written[0][0].exists()  # removed once the run was stored
+
+
+def test_compiled_grouped_network_computes_what_the_plain_one_does():
+    """``torch.compile`` changes how the grouped forward pass runs, not what it computes."""
+    plain = training.GroupedRuns(resnets([0, 1]), CPU)
+    compiled = training.GroupedRuns(resnets([0, 1]), CPU, compile=True)
+    x = torch.randn(2, 8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    target = torch.randint(0, 10, (2, 8), generator=torch.Generator().manual_seed(3))
+    for stack in (plain, compiled):
+        logits = stack.forward(x, train=True)
+        training.per_run_losses("cross_entropy", logits, target, None).mean(dim=1).sum().backward()
+    torch.testing.assert_close(compiled.forward(x, train=True), plain.forward(x, train=True), rtol=1e-4, atol=1e-5)
+    for a, b in zip(compiled.parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5)

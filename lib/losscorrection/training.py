@@ -445,14 +445,17 @@ class GroupedRuns:
     """K runs of a convolutional network trained as one grouped network
     (:func:`group_modules`): one kernel per layer for all runs, which is what
     keeps a GPU busy with small CIFAR ResNets. Same interface as :class:`StackedMLP`;
-    each run computes exactly what its own module would.
+    each run computes exactly what its own module would. ``compile=True`` runs
+    the forward pass through ``torch.compile`` (same parameters and state).
     """
 
-    def __init__(self, modules: list[nn.Module], device: torch.device, bf16: bool = False) -> None:
+    def __init__(self, modules: list[nn.Module], device: torch.device, bf16: bool = False,
+                 compile: bool = False) -> None:
         self.K = len(modules)
         self.model = group_modules(modules).to(device)
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.network = torch.compile(self.model) if compile else self.model
         self.device = device
         self.bf16 = bf16
 
@@ -472,7 +475,7 @@ class GroupedRuns:
             x = x.contiguous(memory_format=torch.channels_last)
         self.model.train(train)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model(x)
+            out = self.network(x)
         return out.float().reshape(x.shape[0], self.K, -1).transpose(0, 1)
 
     def snapshot(self) -> list[Tensor]:
