@@ -89,6 +89,10 @@ def test_executed_notebooks_have_no_error_output(built_book):
                 assert output["output_type"] != "error", (name, output.get("evalue"))
                 text = "".join(output.get("text", ""))
                 assert "Traceback" not in text, (name, text[:500])
+                # library warnings that carry information (an ill-conditioned T̂ in the
+                # smoke profile) may show; tool noise on the page may not
+                for noise in ("TqdmWarning", "FutureWarning", "DeprecationWarning", "UserWarning"):
+                    assert noise not in text, (name, text[:500])
 
 
 def test_theorems_and_proofs_are_rendered(built_book):
