@@ -43,7 +43,9 @@ browser: install
 		&& rm $(MATHJAX_DIR)/mathjax-3*.tgz; } \
 		|| echo "note: could not fetch MathJax 3 with npm; the browser test will be skipped"
 
-test: install browser
+# BROWSER=no: leave the system alone (the browser test is then skipped).
+BROWSER ?= yes
+test: install $(if $(filter yes,$(BROWSER)),browser)
 	@rm -f $(PYTEST_RC_FILE)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; echo $$rc > $(PYTEST_RC_FILE); exit $$rc
 
