@@ -692,3 +692,22 @@ def test_real_cifar10jpg(real_data_root):
     x, y = full_training_order(split, 50000)
     np.testing.assert_array_equal(x[3 * 5000].numpy(), expected.transpose(2, 0, 1))
     assert int(y[3 * 5000]) == 3
+
+
+def test_split_arrays_holds_out_the_papers_validation_part():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 4), dtype=np.float32), rng.integers(0, 3, 50)
+    x_test, y_test = rng.random((7, 4), dtype=np.float32), rng.integers(0, 3, 7)
+    split = data.split_arrays("mine", x, y, x_test, y_test, description="my data")
+    train_idx, val_idx = data.holdout_split(50, 0.1, 0)
+    assert split.sizes == {"train": 45, "val": 5, "test": 7}
+    np.testing.assert_array_equal(split.x_val.numpy(), x[val_idx])
+    np.testing.assert_array_equal(split.y_train.numpy(), y[train_idx])
+    np.testing.assert_array_equal(split.y_test.numpy(), y_test)
+    assert split.class_names == ("0", "1", "2") and split.description == "my data"
+    with pytest.raises(ValueError, match=r"y_train has labels outside \[0, 2\)"):
+        data.split_arrays("mine", x, y, x_test, y_test, class_names=("a", "b"))
+    with pytest.raises(ValueError, match="x_test has 6 rows but y_test has 7"):
+        data.split_arrays("mine", x, y, x_test[:6], y_test)
+    with pytest.raises(ValueError, match="1-d array of integer labels"):
+        data.split_arrays("mine", x, y.astype(float), x_test, y_test)

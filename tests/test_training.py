@@ -420,3 +420,19 @@ def test_compiled_grouped_network_computes_what_the_plain_one_does():
     torch.testing.assert_close(compiled.forward(x, train=True), plain.forward(x, train=True), rtol=1e-4, atol=1e-5)
     for a, b in zip(compiled.parameters(), plain.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-3, atol=1e-5)
+
+
+def test_run_cells_on_your_own_split_and_experiment(tmp_path):
+    """A user's Experiment with a given Split trains exactly what the registered
+    experiment trains on the same data."""
+    cells = [training.Cell("forward_That", "asymmetric", 0.4, 0)]
+    digits_split = data.load_dataset("digits", limit=512)
+    mine = replace(training.get_experiment("digits_fc"), key="mine_fc", dataset="mine")
+    ours = training.run_cells(mine, cells, profile="smoke", device="cpu", results_dir=tmp_path / "mine",
+                              progress=False, split=digits_split)
+    registered = training.run_cells("digits_fc", cells, profile="smoke", device="cpu",
+                                    results_dir=tmp_path / "registered", progress=False)
+    assert list(ours["experiment"].unique()) == ["mine_fc"]
+    assert ResultStore(tmp_path / "mine").path("mine_fc").is_file()
+    pd.testing.assert_series_equal(ours.sort_values("method")["test_accuracy"].reset_index(drop=True),
+                                   registered.sort_values("method")["test_accuracy"].reset_index(drop=True))

@@ -90,6 +90,7 @@ __all__ = [
     "read_idx_images",
     "read_idx_labels",
     "resolve_data_root",
+    "split_arrays",
     "stratified_holdout",
     "tokenize",
 ]
@@ -306,6 +307,45 @@ def _make_split(
         class_names=tuple(full.class_names),
         vocabulary=full.vocabulary,
     )
+
+
+def split_arrays(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    description: str = "",
+    validation_fraction: float = 0.1,
+    split_seed: int = 0,
+) -> Split:
+    """A :class:`Split` of your own data with the paper's protocol: ``validation_fraction``
+    of ``(x_train (n, ...), y_train (n,))`` held out by :func:`holdout_split`, and
+    ``(x_test, y_test)`` kept as the test set.
+
+    Inputs keep their dtype (float32 features, int64 token ids, uint8 images
+    ``(n, 3, H, W)``); labels are integers in ``[0, c)`` with ``c =
+    len(class_names)`` (default: one more than the largest label). The result
+    goes wherever a loaded data set does, e.g. ``training.run_cells(..., split=)``.
+    """
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    for part, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{name}: {part} must be a 1-d array of integer labels, got {y.dtype} {y.shape}")
+    if class_names is None:
+        class_names = [str(c) for c in range(int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1)]
+    c = len(class_names)
+    for part, y in (("y_train", y_train), ("y_test", y_test)):
+        if len(y) and (y.min() < 0 or y.max() >= c):
+            raise ValueError(f"{name}: {part} has labels outside [0, {c}) (min {y.min()}, max {y.max()})")
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    for part, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if len(x) != len(y):
+            raise ValueError(f"{name}: x_{part} has {len(x)} rows but y_{part} has {len(y)}")
+    full = _Full(x_train, y_train, x_test, y_test, tuple(class_names), description or name)
+    return _make_split(name, full, validation_fraction, split_seed, None)
 
 
 def _fixed_order(n: int) -> np.ndarray:

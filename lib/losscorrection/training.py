@@ -827,8 +827,17 @@ def run_cells(
     max_runs_per_group: int = 32,
     precision: str = "auto",
     progress: bool = True,
+    split: data_module.Split | None = None,
 ) -> pd.DataFrame:
     """Train every cell not yet in the results store and append one row per run.
+
+    ``experiment`` is a key of :data:`EXPERIMENTS` or your own
+    :class:`Experiment`; ``split`` (e.g. from :func:`losscorrection.data.split_arrays`)
+    replaces loading ``experiment.dataset`` (and ``limit``), so Algorithm 1
+    runs on your data.
+    Labels that are already noisy go with the setting ``("none", 0.0)``: no
+    noise is added, the T̂ methods estimate it, and ``T_error`` is then
+    measured against the identity.
 
     Cells already stored (same method, noise, rate, run and profile) are
     skipped, so an interrupted sweep resumes where it stopped; each finished
@@ -851,9 +860,10 @@ def run_cells(
         raise ValueError(f"unknown precision {precision!r}; known: auto, fp32, bf16")
     device = resolve_device(device)
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and experiment.model != "mlp")
-    split = data_module.load_dataset(
-        experiment.dataset, data_root, limit=limit or settings.limit, **experiment.dataset_kwargs
-    )
+    if split is None:
+        split = data_module.load_dataset(
+            experiment.dataset, data_root, limit=limit or settings.limit, **experiment.dataset_kwargs
+        )
     data = _group_data(experiment, split, device)
     labels = {key: noisy_labels(experiment, split, *key) for key in {c.noise_key for c in pending}}
     provenance = dict(
@@ -881,7 +891,7 @@ def run_cells(
         for start in range(0, len(method_cells), max_runs_per_group):
             group = method_cells[start : start + max_runs_per_group]
             checkpoint = _checkpoint_path(results_dir, experiment, method, group, profile, schedule,
-                                          limit or settings.limit, device, bf16)
+                                          split, device, bf16)
             rows, transitions = _train_cells(
                 experiment, method, group, split, data, labels, estimated, schedule, device,
                 progress, provenance, bf16, checkpoint,
@@ -898,10 +908,12 @@ def run_cells(
 
 
 def _checkpoint_path(results_dir, experiment: Experiment, method: str, group: list[Cell], profile: str,
-                     schedule: Schedule, limit: int | None, device: torch.device, bf16: bool) -> Path:
+                     schedule: Schedule, split, device: torch.device, bf16: bool) -> Path:
     """Where a group's unfinished training is kept (``<results>/.partial/``, ignored
-    by git): named by everything that determines the group's training."""
-    what = repr((experiment.key, method, profile, schedule, limit, device.type, bf16,
+    by git): named by everything that determines the group's training, the data
+    (sizes and labels) included."""
+    labels = hashlib.sha1(b"".join(y.numpy().tobytes() for y in (split.y_train, split.y_val, split.y_test)))
+    what = repr((experiment.key, method, profile, schedule, split.sizes, labels.hexdigest(), device.type, bf16,
                  [(c.method, *c.noise_key) for c in group]))
     digest = hashlib.sha1(what.encode()).hexdigest()[:16]
     return Path(results_dir) / ".partial" / f"{experiment.key}-{method}-{digest}.pt"
