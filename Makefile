@@ -34,11 +34,13 @@ install: $(VENV)/.installed
 MATHJAX_DIR := $(VENV)/mathjax
 browser: install
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& timeout 900 apt-get install -y -q chromium >/dev/null 2>&1; } \
+		&& timeout 300 apt-get install -y -q -o Acquire::http::Timeout=20 -o Acquire::Retries=0 \
+			chromium >/dev/null 2>&1; } \
 		|| echo "note: could not install Debian's chromium; the browser test will be skipped"
 	@test -f $(MATHJAX_DIR)/es5/tex-mml-chtml.js || { command -v npm >/dev/null 2>&1 \
 		&& rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR) \
-		&& timeout 300 npm pack --silent --pack-destination $(MATHJAX_DIR) mathjax@3 >/dev/null 2>&1 \
+		&& timeout 120 npm pack --silent --fetch-timeout=20000 --fetch-retries=0 \
+			--pack-destination $(MATHJAX_DIR) mathjax@3 >/dev/null 2>&1 \
 		&& tar xzf $(MATHJAX_DIR)/mathjax-3*.tgz -C $(MATHJAX_DIR) --strip-components=1 \
 		&& rm $(MATHJAX_DIR)/mathjax-3*.tgz; } \
 		|| echo "note: could not fetch MathJax 3 with npm; the browser test will be skipped"
