@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -436,3 +437,27 @@ def test_run_cells_on_your_own_split_and_experiment(tmp_path):
     assert ResultStore(tmp_path / "mine").path("mine_fc").is_file()
     pd.testing.assert_series_equal(ours.sort_values("method")["test_accuracy"].reset_index(drop=True),
                                    registered.sort_values("method")["test_accuracy"].reset_index(drop=True))
+
+
+def test_checkpoints_are_written_at_most_every_checkpoint_seconds(digits, tmp_path, monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    saved_epochs = []
+    save = training._save_atomically
+
+    def spy(path, state):
+        saved_epochs.append(state["epoch"])
+        save(path, state)
+
+    monkeypatch.setattr(training, "_save_atomically", spy)
+
+    def half_a_second_per_epoch(epoch, stack):
+        clock["now"] = 0.5 * epoch
+
+    seeds = [3]
+    T, y_tr, y_va = noisy(digits, seeds)
+    training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU), "cross_entropy", group_data(digits),
+                         y_tr, y_va, None, replace(SCHEDULE, epochs=6), seeds, progress=False,
+                         on_epoch=half_a_second_per_epoch, checkpoint=tmp_path / "group.pt",
+                         checkpoint_seconds=1.0)
+    assert saved_epochs == [2, 4, 6]  # every second of the (fake) clock, not every epoch once due

@@ -681,9 +681,9 @@ def train_group(
     optimiser, schedule, selected epochs, random streams) is written there
     after an epoch whenever ``checkpoint_seconds`` have passed since the last
     write (default :data:`CHECKPOINT_SECONDS`), and training resumes from that
-    file when it exists: an interrupted
-    group continues where it stopped and ends exactly as it would have. The
-    caller removes the file once the results are stored.
+    file when it exists: an interrupted group continues where it stopped and
+    ends exactly as it would have. The caller removes the file once the
+    results are stored.
     """
     K, n = y_train.shape
     device = y_train.device
@@ -734,8 +734,7 @@ def train_group(
                 best_loss=best_loss, optimizer=opt.state_dict(), lr_schedule=lr_schedule.state_dict(),
                 rng=_rng_states(stack, order, device),
             ))
-            every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-    last_save = time.perf_counter()
+            last_save = time.perf_counter()
     stack.load(best)
     correct = torch.stack(
         _evaluate(stack, data, data.x_test,
