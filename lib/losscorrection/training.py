@@ -885,12 +885,14 @@ def run_cells(
         if cell.method != STAGE_ONE:
             by_method.setdefault(cell.method, []).append(cell)
 
+    labels_digest = hashlib.sha1(
+        b"".join(y.numpy().tobytes() for y in (split.y_train, split.y_val, split.y_test))).hexdigest()
     new_rows = []
     for method, method_cells in by_method.items():
         for start in range(0, len(method_cells), max_runs_per_group):
             group = method_cells[start : start + max_runs_per_group]
             checkpoint = _checkpoint_path(results_dir, experiment, method, group, profile, schedule,
-                                          split, device, bf16)
+                                          (split.sizes, labels_digest), device, bf16)
             rows, transitions = _train_cells(
                 experiment, method, group, split, data, labels, estimated, schedule, device,
                 progress, provenance, bf16, checkpoint,
@@ -907,12 +909,11 @@ def run_cells(
 
 
 def _checkpoint_path(results_dir, experiment: Experiment, method: str, group: list[Cell], profile: str,
-                     schedule: Schedule, split, device: torch.device, bf16: bool) -> Path:
+                     schedule: Schedule, data_identity: tuple, device: torch.device, bf16: bool) -> Path:
     """Where a group's unfinished training is kept (``<results>/.partial/``, ignored
     by git): named by everything that determines the group's training, the data
-    (sizes and labels) included."""
-    labels = hashlib.sha1(b"".join(y.numpy().tobytes() for y in (split.y_train, split.y_val, split.y_test)))
-    what = repr((experiment.key, method, profile, schedule, split.sizes, labels.hexdigest(), device.type, bf16,
+    (``data_identity``: its sizes and a digest of its labels) included."""
+    what = repr((experiment.key, method, profile, schedule, data_identity, device.type, bf16,
                  [(c.method, *c.noise_key) for c in group]))
     digest = hashlib.sha1(what.encode()).hexdigest()[:16]
     return Path(results_dir) / ".partial" / f"{experiment.key}-{method}-{digest}.pt"
