@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from losscorrection import cli, training
+from losscorrection.training import runner
 from losscorrection.results import ResultStore
 
 
@@ -57,13 +58,21 @@ def test_run_then_table(tmp_path, capsys):
     frame = ResultStore(results).load("digits_fc")
     # forward_That needs stage 1 (cross-entropy): both are stored, two runs each
     assert sorted(frame["method"]) == ["cross_entropy"] * 2 + ["forward_That"] * 2
+    assert "2 new runs of 2 requested (0 already stored, plus 2 stage-1 runs for T̂)" in capsys.readouterr().out
     assert cli.main(args) == 0  # already stored: nothing new
-    assert "0 new runs" in capsys.readouterr().out
+    assert "0 new runs of 2 requested (2 already stored)" in capsys.readouterr().out
     assert cli.main(["table", "digits", "--results-dir", results, "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
-    assert "different data size" in out
+    assert "measured on MNIST; ours on 1,294 8x8 digits" in out
     assert "forward_That" in out and "asymmetric 0.6" in out
     assert "53.0 ± 0.6" in out  # the paper's cross-entropy at asymmetric 0.6 on MNIST
+
+
+def test_table_without_results_prints_the_papers_columns(tmp_path, capsys):
+    for key, published in (("cifar10_resnet14", "87.8"), ("cifar100_resnet44", "68.5")):
+        assert cli.main(["table", key, "--results-dir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "no paper-profile results yet" in out and published in out
 
 
 def test_console_script_is_installed():
@@ -77,11 +86,11 @@ def test_sweep_with_figure_for_some_methods_in_bounded_groups(tmp_path, monkeypa
     group_sizes = []
     train_group = training.train_group
 
-    def recording(stack, method, data, y_train, *args, **kwargs):
+    def recording(stack, method, group_data, y_train, *args, **kwargs):
         group_sizes.append((method, y_train.shape[0]))
-        return train_group(stack, method, data, y_train, *args, **kwargs)
+        return train_group(stack, method, group_data, y_train, *args, **kwargs)
 
-    monkeypatch.setattr(training, "train_group", recording)
+    monkeypatch.setattr(runner, "train_group", recording)
     args = ["sweep", "digits", "--with-figure", "--methods", "forward_T", "--runs", "1", "--max-group", "3",
             "--profile", "smoke", "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
     assert cli.main(args) == 0

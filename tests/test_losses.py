@@ -79,6 +79,35 @@ def phi_savage(v):
     return 1.0 / (1.0 + math.exp(2.0 * v)) ** 2
 
 
+# The authors' Keras losses (loss.py of giorgiop/loss-correction), transcribed
+# with NumPy for one example: y_true is one-hot, y_pred the network's output
+# (batch-normalised for unhinged and sigmoid, softmax for Savage).
+KERAS_EPSILON = 1e-7
+
+
+def released_unhinged(y_true, y_pred):
+    return np.mean(1.0 - y_true * y_pred, axis=-1)
+
+
+def released_sigmoid(y_true, y_pred):
+    beta = 1.0
+    return np.mean(1.0 / (1.0 + np.exp(beta * y_true * y_pred)), axis=-1)
+
+
+def released_savage(y_true, y_pred):
+    y_pred = y_pred / np.sum(y_pred, axis=-1, keepdims=True)
+    y_pred = np.clip(y_pred, KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    return np.mean(1.0 / np.square(1.0 + np.exp(2 * y_true * y_pred)), axis=-1)
+
+
+def released_batch(loss, h, y, on_softmax=False):
+    """The released loss of every row of ``h``: one-hot targets, softmax outputs
+    where the released model ends in a softmax."""
+    y_true = np.eye(h.shape[1])[y]
+    y_pred = np.stack([np_softmax(row) for row in h]) if on_softmax else h
+    return loss(y_true, y_pred)
+
+
 def ref_bootstrap_soft(h, y, beta=0.95):
     q = np_softmax(h)
     return -sum(
@@ -373,18 +402,74 @@ def test_backward_identity_mix_out_of_range(lam):
 def test_one_vs_rest_margin_losses(fn, phi, seed):
     h, y = batch(30 + seed, scale=2.0)
     expected = per_example(lambda row, k: ref_one_vs_rest(phi, row, k), h, y)
-    out = fn(*as_torch(h, y), reduction="none")
+    out = fn(*as_torch(h, y), reduction="none", targets="one_vs_rest")
     np.testing.assert_allclose(out.numpy(), expected, RTOL, ATOL)
 
 
 def test_margin_losses_by_hand():
-    # c = 2, h = (1, -2), y = 0: margins s*h = (1, 2).
+    # c = 2, h = (1, -2), y = 0: one-vs-rest margins s*h = (1, 2); one-hot margins (1, 0).
     logits, target = torch.tensor([[1.0, -2.0]], dtype=torch.float64), torch.tensor([0])
-    assert unhinged(logits, target).item() == pytest.approx(((1 - 1) + (1 - 2)) / 2, rel=1e-14)
+    ovr = {"targets": "one_vs_rest"}
+    assert unhinged(logits, target, **ovr).item() == pytest.approx(((1 - 1) + (1 - 2)) / 2, rel=1e-14)
     expected_sigmoid = (1 / (1 + math.e**1) + 1 / (1 + math.e**2)) / 2
-    assert sigmoid(logits, target).item() == pytest.approx(expected_sigmoid, rel=1e-14)
+    assert sigmoid(logits, target, **ovr).item() == pytest.approx(expected_sigmoid, rel=1e-14)
     expected_savage = (1 / (1 + math.e**2) ** 2 + 1 / (1 + math.e**4) ** 2) / 2
-    assert savage(logits, target).item() == pytest.approx(expected_savage, rel=1e-14)
+    assert savage(logits, target, **ovr).item() == pytest.approx(expected_savage, rel=1e-14)
+    assert unhinged(logits, target).item() == pytest.approx(((1 - 1) + 1) / 2, rel=1e-14)
+    assert sigmoid(logits, target).item() == pytest.approx((1 / (1 + math.e) + 0.5) / 2, rel=1e-14)
+    p = 1 / (1 + math.exp(-3.0))  # softmax probability of class 0
+    assert savage(logits, target).item() == pytest.approx((1 / (1 + math.exp(2 * p)) ** 2 + 0.25) / 2, rel=1e-12)
+
+
+RELEASED = {"unhinged": (unhinged, released_unhinged, False), "sigmoid": (sigmoid, released_sigmoid, False),
+            "savage": (savage, released_savage, True)}
+
+
+@pytest.mark.parametrize("name", list(RELEASED))
+@pytest.mark.parametrize("seed", range(3))
+def test_margin_losses_equal_the_released_code(name, seed):
+    """Values and gradients of the default (one-hot) baselines against a NumPy
+    transcription of the authors' Keras losses; gradients by central differences."""
+    fn, released, on_softmax = RELEASED[name]
+    h, y = batch(60 + seed, scale=2.0)
+    logits, target = as_torch(h, y)
+    logits.requires_grad_(True)
+    out = fn(logits, target, reduction="none")
+    np.testing.assert_allclose(out.detach().numpy(), released_batch(released, h, y, on_softmax), RTOL, ATOL)
+    out.sum().backward()
+    step = 1e-6
+    numeric = np.zeros_like(h)
+    for i, j in np.ndindex(*h.shape):
+        up, down = h.copy(), h.copy()
+        up[i, j] += step
+        down[i, j] -= step
+        numeric[i, j] = (released_batch(released, up, y, on_softmax)[i]
+                         - released_batch(released, down, y, on_softmax)[i]) / (2 * step)
+    np.testing.assert_allclose(logits.grad.numpy(), numeric, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("fn", [unhinged, sigmoid])
+def test_one_hot_margin_losses_move_only_the_labelled_output(fn):
+    """With one-hot targets the other classes add a constant: their gradient is zero
+    and the labelled output's is 1/c of the one-vs-rest one."""
+    h, y = batch(70)
+    logits, target = as_torch(h, y)
+    logits.requires_grad_(True)
+    fn(logits, target, reduction="sum").backward()
+    one_hot = logits.grad.clone()
+    logits.grad = None
+    fn(logits, target, reduction="sum", targets="one_vs_rest").backward()
+    labelled = torch.nn.functional.one_hot(target, h.shape[1]).bool()
+    assert (one_hot[~labelled] == 0).all()
+    torch.testing.assert_close(one_hot[labelled], logits.grad[labelled])
+    assert (logits.grad[~labelled] != 0).any()
+
+
+def test_unknown_margin_targets_are_rejected():
+    logits, target = as_torch(*batch(71))
+    for fn in (unhinged, sigmoid, savage):
+        with pytest.raises(ValueError, match="unknown targets 'pm1'"):
+            fn(logits, target, targets="pm1")
 
 
 @pytest.mark.parametrize("beta", [None, 0.5])
@@ -467,9 +552,9 @@ REFERENCES = {
     "cross_entropy": lambda h, y: ref_cross_entropy(h, y),
     "forward": lambda h, y: ref_forward(h, y, T_FOR["forward"]),
     "backward": lambda h, y: ref_backward(h, y, T_FOR["backward"]),
-    "unhinged": lambda h, y: ref_one_vs_rest(phi_unhinged, h, y),
-    "sigmoid": lambda h, y: ref_one_vs_rest(phi_sigmoid, h, y),
-    "savage": lambda h, y: ref_one_vs_rest(phi_savage, h, y),
+    "unhinged": lambda h, y: released_batch(released_unhinged, h[None], [y])[0],
+    "sigmoid": lambda h, y: released_batch(released_sigmoid, h[None], [y])[0],
+    "savage": lambda h, y: released_batch(released_savage, h[None], [y], on_softmax=True)[0],
     "bootstrap_soft": lambda h, y: ref_bootstrap_soft(h, y),
     "bootstrap_hard": lambda h, y: ref_bootstrap_hard(h, y),
 }

@@ -386,26 +386,31 @@ def test_bn_head_whitens_training_outputs(name, kwargs, x):
     torch.manual_seed(10)
     model = models.build_model(name, 3, bn_head=True, **kwargs).train()
     assert isinstance(model.head, nn.BatchNorm1d)
-    assert not model.head.affine and model.head.num_features == 3
+    assert model.head.affine and model.head.num_features == 3
     with torch.no_grad():  # logits far from constant, so that eps plays no part
-        [m for m in model.modules() if isinstance(m, nn.Linear)][-1].weight.mul_(1000.0)
+        [m for m in model.modules() if isinstance(m, nn.Linear)][-1].weight.mul_(1e5)
+        model.head.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))  # a learned scale and shift
+        model.head.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
     out = model(x)
-    torch.testing.assert_close(out.mean(dim=0), torch.zeros(3), atol=1e-4, rtol=0)
-    torch.testing.assert_close(out.var(dim=0, unbiased=False), torch.ones(3), atol=1e-2, rtol=0)
-    # eval mode uses the running statistics: logits minus running mean, over running std
+    torch.testing.assert_close(out.mean(dim=0), model.head.bias.detach(), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.std(dim=0, unbiased=False), model.head.weight.detach(), atol=1e-2, rtol=0)
+    # eval mode uses the running statistics: logits minus running mean, over running std, scaled and shifted
     model.eval()
     with torch.no_grad():
         head, model.head = model.head, None
         raw = model(x)
         model.head = head
-        expected = (raw - head.running_mean) / torch.sqrt(head.running_var + head.eps)
+        expected = (raw - head.running_mean) / torch.sqrt(head.running_var + head.eps) * head.weight + head.bias
         torch.testing.assert_close(model(x), expected)
 
 
-def test_output_head():
+def test_output_head_is_keras_batch_normalisation():
     head = models.output_head(7)
     assert isinstance(head, nn.BatchNorm1d)
-    assert head.num_features == 7 and not head.affine and n_params(head) == 0
+    assert head.num_features == 7 and head.affine and n_params(head) == 14
+    assert (head.eps, head.momentum) == (1e-3, 0.01)  # Keras: epsilon 1e-3, momentum 0.99
+    whitening = models.output_head(7, affine=False)
+    assert not whitening.affine and n_params(whitening) == 0
 
 
 # ------------------------------------------------------------- channels last

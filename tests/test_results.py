@@ -1,6 +1,7 @@
 """Aggregation of stored runs: the paper's bold rule, Table 2 and status frames."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -77,7 +78,7 @@ def test_columns_are_judged_separately():
 def test_comparison_table_puts_ours_next_to_the_paper():
     frame = runs({"cross_entropy": [50.0, 52.0], "forward_That": [90.0, 92.0]}, "asymmetric", 0.6)
     table = results.compare_with_paper(frame, "mnist_fc", bold=True)
-    assert table.loc["cross_entropy", ("asymmetric 0.6", "ours")] == f"51.0 ± {math.sqrt(2):.1f} (2)"
+    assert table.loc["cross_entropy", ("asymmetric 0.6", "ours")] == "51.0 ± 1.0 (2)"  # np.std: ddof 0
     assert table.loc["forward_That", ("asymmetric 0.6", "ours")].startswith("**91.0")
     paper = results.paper_table()
     ce = paper[(paper["experiment"] == "mnist_fc") & (paper["method"] == "cross_entropy")
@@ -89,11 +90,33 @@ def test_comparison_table_puts_ours_next_to_the_paper():
     assert "asymmetric 0.6: ours" in markdown and "**91.0" in markdown
 
 
-def test_paper_table_is_the_shipped_left_half_of_table_2():
+def test_paper_table_holds_all_of_table_2_with_its_marks():
     paper = results.paper_table()
-    assert set(paper["experiment"]) == {"mnist_fc", "imdb_embedding", "imdb_lstm"}
-    assert len(paper) == 3 * 10 * 4
+    left, right = {"mnist_fc", "imdb_embedding", "imdb_lstm"}, {"cifar10_resnet14", "cifar10_resnet32",
+                                                               "cifar100_resnet44"}
+    assert set(paper["experiment"]) == left | right
+    assert len(paper) == 6 * 10 * 4 and not paper.duplicated(["experiment", "method", "noise", "rate"]).any()
     assert set(paper["method"]) == set(results.METHODS)
+    assert (paper[paper["experiment"].isin(left)]["runs"] == 5).all()
+    single = paper[paper["experiment"].isin(right)]
+    assert (single["runs"] == 1).all() and single["accuracy_std"].isna().all()
+    savage = paper[(paper["experiment"] == "cifar100_resnet44") & (paper["method"] == "savage")]
+    assert list(savage["accuracy_mean"]) == [1.4, 2.0, 1.8, 1.6]
+    # a star marks a true-T correction, and only in a column whose best accuracy is a true-T one
+    starred = paper[paper["star"] == 1]
+    assert set(starred["method"]) == {"backward_T", "forward_T"}
+    for (experiment, noise_kind, rate), column in paper.groupby(["experiment", "noise", "rate"]):
+        if column["star"].any():
+            best = column.loc[column["accuracy_mean"].idxmax(), "method"]
+            assert best in {"backward_T", "forward_T"}, (experiment, noise_kind, rate)
+    daggers = paper[paper["dagger"] == 1]
+    assert set(daggers["method"]) <= {"backward_That", "forward_That"} and set(daggers["noise"]) == {"none"}
+
+
+def test_paper_table3_is_clothing1m():
+    table3 = results.paper_table3()
+    assert list(table3["row"]) == list(range(1, 9))
+    assert table3.set_index("row").loc[[4, 5, 6, 7, 8], "accuracy"].tolist() == [68.94, 69.13, 69.84, 75.19, 80.38]
 
 
 def test_status_table_lists_every_cell(tmp_path):
@@ -110,7 +133,7 @@ def test_status_table_lists_every_cell(tmp_path):
         assert (status["experiment"] == key).sum() == 10 * 4 + 5 * len(extra)
     digits = status[status["experiment"] == "digits_fc"].set_index(["method", "noise", "rate"])
     assert digits.loc[("savage", "symmetric", 0.2), "status"] == "complete"
-    assert digits.loc[("savage", "symmetric", 0.2), "ours"] == f"92.0 ± {np.std(range(5), ddof=1):.1f}"
+    assert digits.loc[("savage", "symmetric", 0.2), "ours"] == f"92.0 ± {np.std(range(5)):.1f}"  # the paper's ddof = 0: 1.4, not 1.6
     assert digits.loc[("savage", "none", 0.0), "status"] == "partial"
     assert digits.loc[("cross_entropy", "none", 0.0), "status"] == "pending"  # bundled data: only unrun
     mnist = status[status["experiment"] == "mnist_fc"]
@@ -131,10 +154,18 @@ def test_missing_data_gives_a_note_and_an_empty_block(tmp_path):
     assert shown.note == block.note
 
 
-def test_a_block_with_no_numbers_at_all_shows_only_its_note(tmp_path):
-    # the paper's CIFAR numbers are not in our copy of the paper, and no run is stored
+def test_a_jpeg_block_shows_the_papers_cifar10_column_labelled_as_lossless(tmp_path):
     block = report.table_block("cifar10jpg_resnet32", profile="paper", results_dir=tmp_path,
                                train_missing=False, data_root=tmp_path)
+    assert block.note.startswith("not run here: needs cifar10jpg data")
+    assert "measured on the lossless CIFAR-10; ours on its JPEG copy" in block.markdown
+    assert "91.2" in block.markdown  # ResNet-32, forward T, no noise
+
+
+def test_a_block_with_no_numbers_at_all_shows_only_its_note(tmp_path):
+    mine = replace(training.get_experiment("cifar10jpg_resnet32"), key="mine", paper_block=None, paper_note="")
+    block = report.table_block(mine, profile="paper", results_dir=tmp_path, train_missing=False,
+                               data_root=tmp_path)
     assert block.note.startswith("not run here: needs cifar10jpg data")
     assert "|" not in block.markdown
 

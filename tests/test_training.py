@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from losscorrection import data, losses, models, noise, training
+from losscorrection.training import checkpoint, loop, runner
 from losscorrection.estimation import estimation_error
 from losscorrection.results import COLUMNS, METHODS, ResultStore
 
@@ -44,7 +45,7 @@ SCHEDULE = training.Schedule("adagrad", lr=0.05, epochs=3, batch_size=32)
 
 
 def train(stack, method, split, y_tr, y_va, T_list, seeds, schedule=SCHEDULE):
-    matrices = training._matrices(method, T_list, CPU)
+    matrices = training.correction_matrices(method, T_list, CPU)
     return training.train_group(
         stack, method, group_data(split), y_tr, y_va, matrices, schedule, seeds, progress=False
     )
@@ -92,7 +93,8 @@ def test_stacked_mlp_matches_plain_modules(digits):
 
 
 def test_stacked_bn_head_matches_batchnorm():
-    """The stacked batch-normalised head computes nn.BatchNorm1d(affine=False):
+    """The stacked batch-normalised head computes the models' nn.BatchNorm1d head
+    (learned scale and shift, Keras' eps and momentum):
     training-mode outputs and gradients, running statistics, evaluation mode.
     (Whole training runs are not compared: the output bias in front of the head
     has a zero gradient in exact arithmetic, and AdaGrad turns its rounding
@@ -105,15 +107,21 @@ def test_stacked_bn_head_matches_batchnorm():
     for step in range(3):  # running statistics accumulate over steps
         logits = stacked.forward(x + step, train=True)
         loss = training.per_run_losses("unhinged_bn", logits, target, None).mean(dim=1).sum()
-        grads = torch.autograd.grad(loss, stacked.weights)
+        grads = torch.autograd.grad(loss, stacked.weights + stacked.head_affine)
         for k, module in enumerate(modules):
             module.train()
             reference = module(x[k] + step)
-            torch.testing.assert_close(logits[k], reference, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(logits[k], reference, rtol=1e-4, atol=5e-5)
             ref_loss = losses.unhinged(reference, target[k])
-            ref_grads = torch.autograd.grad(ref_loss, [layer.weight for layer in module.linear_layers()])
+            ref_grads = torch.autograd.grad(ref_loss, [layer.weight for layer in module.linear_layers()]
+                                            + [module.head.weight, module.head.bias])
             for g, r in zip(grads, ref_grads):
-                torch.testing.assert_close(g[k], r.t(), rtol=1e-3, atol=1e-5)
+                torch.testing.assert_close(g[k].squeeze(0), r.t(), rtol=1e-3, atol=1e-5)
+            with torch.no_grad():  # a learned scale and shift, different per run
+                module.head.weight.mul_(1.5 + k)
+                module.head.bias.add_(0.1 * (k + 1))
+                stacked.head_affine[0][k].mul_(1.5 + k)
+                stacked.head_affine[1][k].add_(0.1 * (k + 1))
     for k, module in enumerate(modules):
         torch.testing.assert_close(stacked.running_mean[k, 0], module.head.running_mean, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(stacked.running_var[k, 0], module.head.running_var, rtol=1e-5, atol=1e-6)
@@ -187,15 +195,15 @@ def test_digits_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
     exp = training.EXPERIMENTS["digits_fc"]
     cells = training.table_cells(exp, runs=1)
     calls = []
-    real = training._train_cells
+    real = runner._train_cells
 
-    def interrupted(*args, **kwargs):
+    def interrupted(**kwargs):
         if len(calls) == 3:
             raise KeyboardInterrupt
-        calls.append(args[1])
-        return real(*args, **kwargs)
+        calls.append(kwargs["method"])
+        return real(**kwargs)
 
-    monkeypatch.setattr(training, "_train_cells", interrupted)
+    monkeypatch.setattr(runner, "_train_cells", interrupted)
     with pytest.raises(KeyboardInterrupt):
         training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
     store = ResultStore(tmp_path)
@@ -204,7 +212,7 @@ def test_digits_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
     assert calls[0] == "cross_entropy"
 
     calls.clear()
-    monkeypatch.setattr(training, "_train_cells", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    monkeypatch.setattr(runner, "_train_cells", lambda **k: (calls.append(k["method"]), real(**k))[1])
     new = training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
     assert len(new) == 40 - 12
     assert "cross_entropy" not in calls  # T̂ came from the store, stage 1 was not redone
@@ -392,14 +400,14 @@ def test_an_interrupted_group_resumes_and_ends_as_if_uninterrupted(digits, tmp_p
 
 def test_run_cells_removes_the_checkpoint_of_a_stored_group(tmp_path, monkeypatch):
     written = []
-    save = training._save_atomically
+    save = loop.save_checkpoint
 
     def spy(path, state):
         written.append((Path(path), state["epoch"]))
         save(path, state)
 
-    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
-    monkeypatch.setattr(training, "_save_atomically", spy)
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_SECONDS", 0.0)  # save after every epoch
+    monkeypatch.setattr(loop, "save_checkpoint", spy)
     frame = training.run_cells("digits_fc", [training.Cell("cross_entropy", "none", 0.0, 0)], profile="smoke",
                                device="cpu", results_dir=tmp_path, progress=False)
     assert len(frame) == 1
@@ -441,15 +449,15 @@ def test_run_cells_on_your_own_split_and_experiment(tmp_path):
 
 def test_checkpoints_are_written_at_most_every_checkpoint_seconds(digits, tmp_path, monkeypatch):
     clock = {"now": 0.0}
-    monkeypatch.setattr(training, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
     saved_epochs = []
-    save = training._save_atomically
+    save = loop.save_checkpoint
 
     def spy(path, state):
         saved_epochs.append(state["epoch"])
         save(path, state)
 
-    monkeypatch.setattr(training, "_save_atomically", spy)
+    monkeypatch.setattr(loop, "save_checkpoint", spy)
 
     def half_a_second_per_epoch(epoch, stack):
         clock["now"] = 0.5 * epoch
@@ -461,3 +469,98 @@ def test_checkpoints_are_written_at_most_every_checkpoint_seconds(digits, tmp_pa
                          on_epoch=half_a_second_per_epoch, checkpoint=tmp_path / "group.pt",
                          checkpoint_seconds=1.0)
     assert saved_epochs == [2, 4, 6]  # every second of the (fake) clock, not every epoch once due
+
+
+# ------------------------------------------------------------- run independence
+
+
+def module_run_setups(digits):
+    """(networks of some seeds, their data, noisy labels, schedule): an MLP with dropout
+    and ResNets with augmentation, both stepped as separate modules."""
+    T, y_tr, y_va = noisy(digits, [3, 4, 5], rate=0.4)
+    images, y_img_tr, y_img_va = tiny_images()
+    return {
+        "MLP with dropout": (lambda seeds: mlps(seeds, dropout=0.5), group_data(digits), y_tr, y_va,
+                             replace(SCHEDULE, epochs=2)),
+        "ResNets with augmentation": (resnets, images, torch.stack([y_img_tr] * 3),
+                                      torch.stack([y_img_va] * 3),
+                                      training.Schedule("sgd", 0.05, 2, batch_size=16, momentum=0.9,
+                                                        weight_decay=1e-4)),
+    }
+
+
+@pytest.mark.parametrize("setup", ["MLP with dropout", "ResNets with augmentation"])
+def test_a_run_ends_bit_identical_alone_and_in_a_group(digits, setup):
+    """Dropout masks, augmentations and data order come from each run's own
+    generators, so the runs beside a run change nothing in it."""
+    build, group, y_tr, y_va, schedule = module_run_setups(digits)[setup]
+    seeds = [3, 4, 5]
+
+    def train_runs(indices):
+        stack = training.ModuleRuns(build([seeds[i] for i in indices]), CPU,
+                                    dropout_seeds=[training.dropout_seed(seeds[i]) for i in indices])
+        outcomes = training.train_group(
+            stack, "cross_entropy", group, y_tr[indices], y_va[indices], None, schedule,
+            [training.order_seed(seeds[i]) for i in indices],
+            augment_seeds=[training.augment_seed(seeds[i]) for i in indices], progress=False)
+        return outcomes, stack
+
+    together, together_stack = train_runs([0, 1, 2])
+    alone, alone_stack = train_runs([1])
+    assert alone[0].val_history == together[1].val_history
+    assert alone[0].test_accuracy == together[1].test_accuracy
+    for a, b in zip(alone_stack.modules[0].state_dict().values(), together_stack.modules[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_per_run_augmentation_does_not_depend_on_the_group():
+    group, _, _ = tiny_images()
+    batch = group.x_train[:8]
+    generators = lambda seeds: [torch.Generator().manual_seed(s) for s in seeds]  # noqa: E731
+    three = group.prepare(torch.stack([batch] * 3), True, generators([10, 11, 12]))
+    one = group.prepare(batch[None], True, generators([11]))
+    torch.testing.assert_close(three[1], one[0], rtol=0, atol=0)
+    assert not torch.equal(three[0], three[1])  # runs draw different crops and flips
+    with pytest.raises(ValueError, match="one generator per run"):
+        group.prepare(torch.stack([batch] * 3), True)
+
+
+# ------------------------------------------------------------------ weight decay
+
+
+@pytest.mark.parametrize("scope", ["kernels", "all"])
+def test_weight_decay_scope(scope):
+    """``kernels`` (the authors' code): gradient 2λw on convolution and dense
+    kernels, nothing on biases and batch-norm scales; ``all``: λw on everything."""
+    stack = training.ModuleRuns(resnets([0]), CPU)
+    schedule = training.Schedule("sgd", lr=1.0, epochs=1, weight_decay=0.1, weight_decay_scope=scope)
+    opt, _ = loop._optimizer(schedule, stack)
+    before = {name: p.detach().clone() for name, p in stack.modules[0].named_parameters()}
+    for p in stack.parameters():
+        p.grad = torch.zeros_like(p)  # only the decay moves the parameters
+    opt.step()
+    kernels = {id(p) for p in stack.kernels()}
+    assert kernels and len(kernels) < len(stack.parameters())
+    for name, p in stack.modules[0].named_parameters():
+        factor = (0.8 if id(p) in kernels else 1.0) if scope == "kernels" else 0.9
+        torch.testing.assert_close(p.detach(), factor * before[name], rtol=1e-6, atol=0)
+
+
+# ------------------------------------------------------------ what rows record
+
+
+def test_rows_record_size_precision_mixing_and_a_profile_only_when_it_was_followed(tmp_path):
+    cells = [training.Cell("backward_T", "asymmetric", 0.5, 0), training.Cell("forward_T", "none", 0.0, 0)]
+    custom = training.run_cells("digits_fc", cells, profile="paper", device="cpu", results_dir=tmp_path,
+                                epochs=1, limit=50, progress=False)
+    assert set(custom["profile"]) == {"paper:epochs=1:limit=50"}
+    assert set(custom["train_size"]) == {50} and set(custom["precision"]) == {"fp32"}
+    mixes = custom.set_index("method")["identity_mix"]
+    assert mixes["backward_T"] == 0.01  # 5 <-> 6 flips at N = 0.5: T is singular
+    assert np.isnan(mixes["forward_T"])
+    rows, note = training.ensure_results("digits_fc", cells, profile="paper", train_missing=False,
+                                         results_dir=tmp_path)
+    assert rows.empty and note == "2 of 2 runs (paper profile) not run yet"
+    smoke = training.run_cells("digits_fc", cells[1:], profile="smoke", device="cpu", results_dir=tmp_path,
+                               progress=False)
+    assert list(smoke["profile"]) == ["smoke"] and list(smoke["train_size"]) == [512]

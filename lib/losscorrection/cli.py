@@ -108,7 +108,12 @@ def _train(args) -> None:
         progress=not args.quiet,
     )
     elapsed = time.perf_counter() - started
-    print(f"{len(rows)} new runs of {len(cells)} requested ({len(cells) - len(rows)} already stored) "
+    requested = {(c.method, *c.noise_key) for c in cells}
+    trained = sum((m, n, round(r, 6), k) in requested for m, n, r, k in
+                  zip(rows.get("method", []), rows.get("noise", []), rows.get("rate", []), rows.get("run", [])))
+    extra = len(rows) - trained
+    stage_one = f", plus {extra} stage-1 runs for T̂" if extra else ""
+    print(f"{trained} new runs of {len(cells)} requested ({len(cells) - trained} already stored{stage_one}) "
           f"in {elapsed:.1f} s -> {ResultStore(args.results_dir).path(experiment.key)}")
 
 
@@ -118,15 +123,15 @@ def _table(args) -> None:
     frame = frame[frame["profile"] == args.profile]
     in_block = [any(n == noise and abs(r - rate) < 1e-9 for noise, rate in experiment.settings)
                 for n, r in zip(frame["noise"], frame["rate"])]
-    frame = frame[in_block]  # the Table 2 columns (Figure 1 runs at other rates are stored too)
+    frame = frame.loc[pd.Series(in_block, index=frame.index, dtype=bool)]  # the Table 2 columns only
     print(f"{experiment.description} — profile {args.profile}, ours: mean ± std (runs)")
     if experiment.paper_block and experiment.paper_block != experiment.key:
-        print(f"paper column: the published '{experiment.paper_block}' block "
-              "(different data size: compare trends, not decimals)")
+        print(f"paper column: the published '{experiment.paper_block}' block, {experiment.paper_note}")
     if frame.empty:
         print(f"no {args.profile}-profile results yet in {args.results_dir}/{experiment.key}.csv")
+    table = compare_with_paper(frame, experiment.paper_block, settings=list(experiment.settings))
     with pd.option_context("display.width", 250, "display.max_columns", None):
-        print(compare_with_paper(frame, experiment.paper_block).to_string())
+        print(table.to_string())
 
 
 def main(argv: list[str] | None = None) -> int:

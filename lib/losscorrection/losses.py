@@ -207,44 +207,66 @@ def _check_min_prob(min_prob: float | None) -> None:
 # ------------------------------------------------------------------------- baselines
 
 
-def _signed_targets(target: Tensor, like: Tensor) -> Tensor:
-    """``(n, c)`` one-vs-rest targets: +1 for the labelled class, -1 elsewhere."""
-    return 2.0 * F.one_hot(target, like.shape[1]).to(like.dtype) - 1.0
+TARGETS = ("one_hot", "one_vs_rest")  # multi-class forms of the margin-based baselines
 
 
-def _one_vs_rest(margin_loss, logits: Tensor, target: Tensor, reduction: str) -> Tensor:
-    target = _check_inputs(logits, target)
-    margins = _signed_targets(target, logits) * logits
-    return _reduce(margin_loss(margins).mean(dim=1), reduction)
+def _check_targets(targets: str) -> None:
+    if targets not in TARGETS:
+        raise ValueError(f"unknown targets {targets!r} for a margin loss; known: {', '.join(TARGETS)}")
 
 
-def unhinged(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+def _margin_loss(margin_loss, outputs: Tensor, target: Tensor, targets: str) -> Tensor:
+    """``(1/c) Σ_k φ(s_k o_k)`` per example, ``(n,)``.
+
+    ``targets="one_hot"`` (the authors' code): ``s_k = 1`` for the labelled
+    class and ``0`` elsewhere, so the other classes add the constant ``φ(0)``
+    and only the labelled output gets a gradient, scaled by 1/c.
+    ``targets="one_vs_rest"``: ``s_k = +1`` for the labelled class and ``-1``
+    elsewhere, so every output is pushed."""
+    _check_targets(targets)
+    signs = F.one_hot(target, outputs.shape[1]).to(outputs.dtype)
+    if targets == "one_vs_rest":
+        signs = 2.0 * signs - 1.0
+    return margin_loss(signs * outputs).mean(dim=1)
+
+
+def unhinged(logits: Tensor, target: Tensor, reduction: str = "mean", targets: str = "one_hot") -> Tensor:
     """Unhinged loss ``φ(v) = 1 - v`` (van Rooyen, Menon & Williamson, NeurIPS 2015).
 
-    Multi-class by one-vs-rest: ``(1/c) Σ_k φ(s_k h_k)`` with ``s_k = +1`` for the
-    labelled class and ``-1`` otherwise. Unbounded below, so the paper uses it
-    on a batch-normalised output head (method key ``unhinged_bn``).
+    Multi-class as ``(1/c) Σ_k φ(s_k h_k)`` with one-hot ``s`` (default, the
+    authors' code: ``1 - h_y / c``) or one-vs-rest ``s = ±1`` (``targets=
+    "one_vs_rest"``). Unbounded below, so the paper uses it on a
+    batch-normalised output layer (method key ``unhinged_bn``).
     """
-    return _one_vs_rest(lambda v: 1.0 - v, logits, target, reduction)
+    target = _check_inputs(logits, target)
+    return _reduce(_margin_loss(lambda v: 1.0 - v, logits, target, targets), reduction)
 
 
-def sigmoid(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+def sigmoid(logits: Tensor, target: Tensor, reduction: str = "mean", targets: str = "one_hot") -> Tensor:
     """Sigmoid loss ``φ(v) = 1 / (1 + e^v)`` (Ghosh, Manwani & Sastry, 2015).
 
-    One-vs-rest like :func:`unhinged`. Saturates early, so the paper uses it on
-    a batch-normalised output head (method key ``sigmoid_bn``).
+    Multi-class like :func:`unhinged` (one-hot by default). Saturates early, so
+    the paper uses it on a batch-normalised output layer (method key ``sigmoid_bn``).
     """
-    return _one_vs_rest(lambda v: torch.sigmoid(-v), logits, target, reduction)
+    target = _check_inputs(logits, target)
+    return _reduce(_margin_loss(lambda v: torch.sigmoid(-v), logits, target, targets), reduction)
 
 
-def savage(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+def savage(logits: Tensor, target: Tensor, reduction: str = "mean", targets: str = "one_hot") -> Tensor:
     """Savage loss ``φ(v) = 1 / (1 + e^{2v})^2`` (Masnadi-Shirazi & Vasconcelos, NeurIPS 2008).
 
-    One-vs-rest like :func:`unhinged`; used on the plain linear output
-    (no batch-normalised head) in the paper's Table 2. Computed as
-    ``sigmoid(-2v)^2``, which is the same function and never overflows.
+    Default, the authors' code: applied to the softmax probabilities ``p``
+    (clipped to ``[ε, 1 - ε]``, ε = :data:`KERAS_EPSILON`) with one-hot targets,
+    ``(1/c) Σ_k φ(y_k p_k)``. ``targets="one_vs_rest"``: applied to the logits
+    with ``s = ±1`` targets, like :func:`unhinged`. Plain linear output in both
+    cases; ``φ`` is computed as ``sigmoid(-2v)^2``, which never overflows.
     """
-    return _one_vs_rest(lambda v: torch.sigmoid(-2.0 * v) ** 2, logits, target, reduction)
+    target = _check_inputs(logits, target)
+    _check_targets(targets)
+    outputs = logits
+    if targets == "one_hot":
+        outputs = logits.softmax(dim=1).clamp(KERAS_EPSILON, 1.0 - KERAS_EPSILON)
+    return _reduce(_margin_loss(lambda v: torch.sigmoid(-2.0 * v) ** 2, outputs, target, targets), reduction)
 
 
 def _bootstrap(logits: Tensor, target: Tensor, beta: float, hard: bool, reduction: str) -> Tensor:
@@ -354,7 +376,8 @@ def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> 
 
     ``name`` is one of :data:`LOSS_NAMES`. ``forward`` and ``backward`` need ``T``;
     ``backward`` accepts ``identity_mix`` and ``min_prob``; the bootstrap losses accept ``beta``;
-    all accept ``reduction``. The correction matrix (``log T`` or ``T⁻¹``) is
+    ``unhinged``, ``sigmoid`` and ``savage`` accept ``targets`` (``"one_hot"``, the
+    authors' code, or ``"one_vs_rest"``); all accept ``reduction``. The correction matrix (``log T`` or ``T⁻¹``) is
     computed once here, stored as a float64 buffer (moves with ``.to(device)``)
     and cast to the logits' dtype on use.
     """

@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 __all__ = [
     "ASYMMETRIC_DATASETS",
     "CIFAR100_FINE_TO_COARSE",
+    "NOISES",
     "asymmetric",
     "corrupt",
     "symmetric",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 ROW_SUM_TOLERANCE = 1e-6
+NOISES = ("none", "symmetric", "asymmetric")  # the kinds of noise of the paper's experiments
 
 # Coarse (superclass) index of each CIFAR-100 fine label, fine labels in their
 # official alphabetical order (apple = 0, ..., worm = 99). Superclass 0 is

@@ -61,6 +61,8 @@ def table_block(
         experiment, cells, profile=profile, train_missing=train_missing, **options
     )
     lines = [f"**{experiment.description}** ({profile} profile). {_provenance(frame)}"]
+    if experiment.paper_note:
+        lines.append(f"Paper column: {experiment.paper_note}.")
     if note:
         lines.append(f"*{note}.*")
     table = compare_with_paper(frame, experiment.paper_block, bold=True, settings=list(experiment.settings))
@@ -131,7 +133,8 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",), 
                 count = int(mine["runs"].iloc[0]) if len(mine) else 0
                 rows.append(dict(
                     experiment=experiment.key, where=where, method=method, noise=noise_kind, rate=rate,
-                    paper=(format_accuracy(theirs["accuracy_mean"].iloc[0], theirs["accuracy_std"].iloc[0])
+                    paper=(format_accuracy(theirs["accuracy_mean"].iloc[0], theirs["accuracy_std"].iloc[0],
+                                           int(theirs["runs"].iloc[0]), with_runs=False)
                            if len(theirs) else ""),
                     ours=(format_accuracy(mine["accuracy_mean"].iloc[0], mine["accuracy_std"].iloc[0], count,
                                           with_runs=False)

@@ -1,23 +1,23 @@
-"""The results store: one append-only CSV per experiment, one row per finished run,
-with provenance; aggregation into Table-2-shaped frames next to the paper's numbers.
+"""Aggregation of the stored runs into the paper's shapes: Table-2 blocks next to
+the published numbers (with the paper's bold-face rule), and Figure 1 panels.
+
+The runs themselves live in the results store (:mod:`losscorrection.store`,
+re-exported here); the paper's numbers ship with the package.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import os
-import platform
-import subprocess
-import tempfile
 from importlib import resources
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
+
+from .methods import METHODS
+from .noise import NOISES
+from .store import CELL_KEY, COLUMNS, ResultStore, cell_key, device_description, git_commit, timestamp
+from .store import rate_key
 
 __all__ = [
+    "CELL_KEY",
     "COLUMNS",
     "METHODS",
     "NOISES",
@@ -29,165 +29,46 @@ __all__ = [
     "format_accuracy",
     "git_commit",
     "paper_table",
+    "paper_table3",
     "plot_accuracy_vs_noise",
     "significance_marks",
     "summarize",
+    "timestamp",
     "to_markdown",
 ]
-
-COLUMNS = (
-    "experiment", "model", "method", "noise", "rate", "run", "seed", "profile", "epochs",
-    "test_accuracy", "selected_epoch", "T_error", "wall_seconds", "device", "torch_version",
-    "git_commit", "timestamp",
-)
-METHODS = (
-    "cross_entropy", "unhinged_bn", "sigmoid_bn", "savage", "bootstrap_soft", "bootstrap_hard",
-    "backward_T", "backward_That", "forward_T", "forward_That",
-)
-NOISES = ("none", "symmetric", "asymmetric")
-CELL_KEY = ("method", "noise", "rate", "run", "profile")
-
-
-def _rate_key(rate: float) -> float:
-    return round(float(rate), 6)
-
-
-def cell_key(method: str, noise: str, rate: float, run: int, profile: str) -> tuple:
-    """The identity of one stored run: (method, noise, rate rounded to 1e-6, run, profile)."""
-    return (method, noise, _rate_key(rate), int(run), profile)
-
-
-class ResultStore:
-    """Append-only CSV files ``<root>/<experiment>.csv`` with exactly :data:`COLUMNS`.
-
-    Each :meth:`append` rewrites the file through a temporary file and an atomic
-    rename, so a crash never leaves a half-written row. A cell is identified by
-    (method, noise, rate, run, profile); :meth:`has` lets sweeps skip finished cells.
-    Estimated matrices T̂ are kept beside the CSV in ``<experiment>.transitions.json``.
-    """
-
-    def __init__(self, root: str | os.PathLike = "results") -> None:
-        self.root = Path(root)
-
-    def path(self, experiment: str) -> Path:
-        return self.root / f"{experiment}.csv"
-
-    def load(self, experiment: str) -> pd.DataFrame:
-        path = self.path(experiment)
-        if not path.exists():
-            return pd.DataFrame(columns=list(COLUMNS))
-        frame = pd.read_csv(path)
-        if tuple(frame.columns) != COLUMNS:
-            raise ValueError(f"{path} does not have the expected columns {COLUMNS}")
-        return frame
-
-    def has(self, experiment: str, method: str, noise: str, rate: float, run: int, profile: str) -> bool:
-        return cell_key(method, noise, rate, run, profile) in self.done_cells(experiment)
-
-    def done_cells(self, experiment: str) -> set[tuple]:
-        """The :func:`cell_key` of every stored run of ``experiment``."""
-        frame = self.load(experiment)
-        return {cell_key(*row) for row in frame[list(CELL_KEY)].itertuples(index=False)}
-
-    def append(self, rows: list[dict]) -> None:
-        """Append finished runs (dicts with every column of :data:`COLUMNS`)."""
-        if not rows:
-            return
-        by_experiment: dict[str, list[dict]] = {}
-        for row in rows:
-            missing = set(COLUMNS) - set(row)
-            if missing:
-                raise ValueError(f"result row is missing columns {sorted(missing)}")
-            by_experiment.setdefault(row["experiment"], []).append({c: row[c] for c in COLUMNS})
-        for experiment, new in by_experiment.items():
-            frame = pd.concat([self.load(experiment), pd.DataFrame(new)], ignore_index=True)
-            _atomic_write(self.path(experiment), frame.to_csv(index=False))
-
-    # -- estimated transition matrices -------------------------------------------------
-
-    def _transitions_path(self, experiment: str) -> Path:
-        return self.root / f"{experiment}.transitions.json"
-
-    @staticmethod
-    def _transition_key(noise: str, rate: float, run: int, profile: str) -> str:
-        return f"{noise}/{_rate_key(rate):g}/{int(run)}/{profile}"
-
-    def load_transitions(self, experiment: str) -> dict[str, np.ndarray]:
-        path = self._transitions_path(experiment)
-        if not path.exists():
-            return {}
-        return {k: np.array(v) for k, v in json.loads(path.read_text()).items()}
-
-    def get_transition(self, experiment: str, noise: str, rate: float, run: int, profile: str):
-        """The stored T̂ of a (noise, rate, run, profile) cell, or None."""
-        return self.load_transitions(experiment).get(self._transition_key(noise, rate, run, profile))
-
-    def put_transitions(self, experiment: str, items: list[tuple[str, float, int, str, np.ndarray]]) -> None:
-        stored = {k: v.tolist() for k, v in self.load_transitions(experiment).items()}
-        for noise, rate, run, profile, T_hat in items:
-            stored[self._transition_key(noise, rate, run, profile)] = np.round(T_hat, 8).tolist()
-        _atomic_write(self._transitions_path(experiment), json.dumps(stored, indent=0, sort_keys=True))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# ------------------------------------------------------------------------ provenance
-
-
-def git_commit(cwd: str | os.PathLike | None = None) -> str:
-    """Short commit hash of the working tree (``+dirty`` if modified), else ``unknown``."""
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
-
-
-def device_description(device: torch.device | str) -> str:
-    """A human-readable name of the device a run used, e.g. ``cuda: NVIDIA H100 80GB HBM3``."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    cpu = platform.processor() or platform.machine()
-    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
-
-
-def timestamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
 
 # ----------------------------------------------------------------------- aggregation
 
 
+STD_DDOF = 0  # the paper's "±": np.std over runs, as the authors' experiment.py computes it
+
+
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation and count of test accuracy per (method, noise, rate)."""
+    """Mean, standard deviation and count of test accuracy per (method, noise, rate).
+
+    The standard deviation is the population one (``ddof = 0``, NumPy's default),
+    the convention of the paper's Table 2; a single run has 0."""
     grouped = frame.groupby(["method", "noise", "rate"], sort=False)["test_accuracy"]
-    out = grouped.agg(accuracy_mean="mean", accuracy_std="std", runs="count").reset_index()
+    out = grouped.agg(accuracy_mean="mean", accuracy_std=lambda runs: runs.std(ddof=STD_DDOF),
+                      runs="count").reset_index()
     out["accuracy_std"] = out["accuracy_std"].fillna(0.0)
     return out
 
 
 def paper_table() -> pd.DataFrame:
-    """The left half of the paper's Table 2 (MNIST, IMDB blocks), shipped with the package."""
+    """The paper's whole Table 2, shipped with the package: one row per cell,
+    ``experiment, method, noise, rate, accuracy_mean, accuracy_std`` (empty for
+    the single-run CIFAR blocks), ``runs``, ``star`` (1: the paper's ⋆, the best
+    accuracy is a correction with the true T) and ``dagger`` (1: the paper's †,
+    T̂ beats T = I without injected noise)."""
     with resources.files("losscorrection").joinpath("paper_table2.csv").open() as handle:
+        return pd.read_csv(handle)
+
+
+def paper_table3() -> pd.DataFrame:
+    """The paper's Table 3 (Clothing1M): ``row`` (#1-#8), ``model``, ``loss``, ``init``,
+    ``training_data``, ``accuracy``, ``note``."""
+    with resources.files("losscorrection").joinpath("paper_table3.csv").open() as handle:
         return pd.read_csv(handle)
 
 
@@ -220,9 +101,9 @@ def compare_with_paper(
     paper = paper[paper["experiment"] == paper_experiment] if paper_experiment else paper.iloc[:0]
     settings = list(
         dict.fromkeys(
-            [(n, _rate_key(r)) for n, r in fixed]
-            + [(n, _rate_key(r)) for n, r in zip(paper["noise"], paper["rate"])]
-            + [(n, _rate_key(r)) for n, r in zip(ours["noise"], ours["rate"])]
+            [(n, rate_key(r)) for n, r in fixed]
+            + [(n, rate_key(r)) for n, r in zip(paper["noise"], paper["rate"])]
+            + [(n, rate_key(r)) for n, r in zip(ours["noise"], ours["rate"])]
         )
     )
     methods = [m for m in METHODS if fixed or m in set(ours["method"]) | set(paper["method"])]
@@ -241,7 +122,7 @@ def compare_with_paper(
         )
     for row in paper.itertuples(index=False):
         table.loc[row.method, (_setting_label(row.noise, row.rate), "paper")] = (
-            format_accuracy(row.accuracy_mean, row.accuracy_std)
+            format_accuracy(row.accuracy_mean, row.accuracy_std, row.runs, with_runs=False)
         )
     return table
 

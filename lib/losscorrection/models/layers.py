@@ -1,0 +1,92 @@
+"""The building blocks shared by every architecture of the paper (§5).
+
+:func:`output_head`, the batch-normalised output layer that §5.2 puts right
+before the unhinged and sigmoid losses; the initialisers of §5 (He et al. 2015
+normal for layers followed by a ReLU, uniform in ``[-0.05, 0.05]`` otherwise,
+zero biases); :class:`SpatialDropout1d` (Keras ``SpatialDropout1D``, used by
+the IMDB embedding model of §5.1); and the check of dropout rates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["UNIFORM_SCALE", "SpatialDropout1d", "output_head"]
+
+UNIFORM_SCALE = 0.05
+
+
+KERAS_BN_EPS = 1e-3  # Keras BatchNormalization's epsilon
+KERAS_BN_MOMENTUM = 0.01  # Keras' momentum 0.99 for the moving averages, in PyTorch's convention
+
+
+def output_head(num_classes: int, affine: bool = True) -> nn.BatchNorm1d:
+    """The batch-normalised output layer used with the unhinged and sigmoid losses.
+
+    §5.2: both losses misbehave on raw network outputs (unhinged is unbounded,
+    sigmoid saturates), so, following the papers that introduced them, the
+    logits are normalised by a batch normalisation layer placed right before
+    the loss. As in the authors' code (Keras ``BatchNormalization``), the layer
+    learns a scale and a shift per class (``affine=True``) and uses Keras'
+    ``eps = 1e-3`` and moving-average momentum 0.99 (PyTorch's ``momentum =
+    0.01``). ``affine=False`` gives outputs with batch mean 0 and variance 1
+    exactly, with PyTorch's defaults (``eps = 1e-5``, ``momentum = 0.1``). In
+    evaluation mode the running statistics are used. Input and output
+    ``(n, num_classes)``.
+    """
+    if not affine:
+        return nn.BatchNorm1d(num_classes, affine=False)
+    return nn.BatchNorm1d(num_classes, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+
+
+def _he_normal(weight: Tensor) -> None:
+    """He et al. (2015) normal, std ``sqrt(2 / fan_in)``: layers followed by ReLU."""
+    nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
+
+
+def _uniform(weight: Tensor) -> None:
+    """Uniform in ``[-0.05, 0.05]``: the paper's init for every other layer."""
+    nn.init.uniform_(weight, -UNIFORM_SCALE, UNIFORM_SCALE)
+
+
+def _init_linear(layer: nn.Linear, relu_follows: bool) -> nn.Linear:
+    (_he_normal if relu_follows else _uniform)(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _apply_head(head: nn.BatchNorm1d | None, logits: Tensor) -> Tensor:
+    return logits if head is None else head(logits)
+
+
+def _check_rate(p: float, what: str) -> float:
+    p = float(p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{what} must lie in [0, 1), got {p}")
+    return p
+
+
+class SpatialDropout1d(nn.Module):
+    """Dropout of whole feature dimensions of a sequence (Keras ``SpatialDropout1D``).
+
+    Input ``(n, length, features)``. In training mode each (sequence, feature)
+    pair is dropped with probability ``p`` at *every* position of the sequence
+    at once; kept features are scaled by ``1 / (1 - p)``. Identity in
+    evaluation mode. Output has the input's shape.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = _check_rate(p, "spatial dropout rate")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty(x.shape[0], 1, x.shape[2], device=x.device, dtype=x.dtype)
+        keep.bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

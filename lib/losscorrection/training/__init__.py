@@ -1,0 +1,85 @@
+"""Algorithm 1 (robust two-stage training) of the paper, many runs at a time.
+
+A *cell* of the paper is (experiment, method, noise, rate, run). Runs of one
+method are trained together as one batched model, and every run keeps its own
+initialisation, data order, dropout masks, noisy labels, loss and T, all
+derived from its seed. The cross-entropy runs are stage 1: T̂ is estimated
+(Eq. 12-13) from each stage-1 model's softmax on the training and validation
+inputs and reused by the T̂ methods of the same (noise, rate, run). Model
+selection keeps the epoch with the lowest loss (the run's own, corrected loss)
+on the noisy validation split; we report clean test accuracy.
+
+Modules, from the bottom up:
+
+- :mod:`~losscorrection.training.experiments`: the registry of experiments,
+  profiles, cells, seeds, true T and noisy labels;
+- :mod:`~losscorrection.training.runs`: K networks as one batched model;
+- :mod:`~losscorrection.training.objective`: the per-run losses of every method;
+- :mod:`~losscorrection.training.checkpoint`: saving and resuming a group;
+- :mod:`~losscorrection.training.loop`: :func:`train_group`, one stage for K runs;
+- :mod:`~losscorrection.training.runner`: :func:`run_cells` and
+  :func:`ensure_results`, Algorithm 1 over the cells with the results store.
+"""
+
+from ..methods import BN_HEAD_METHODS, STAGE_ONE
+from .checkpoint import CHECKPOINT_SECONDS
+from .experiments import (
+    ADAGRAD, CIFAR10_SGD, CIFAR100_SGD, EXPERIMENTS, FIGURE_METHODS, FIGURE_RATES, IMDB_SETTINGS,
+    MNIST_SETTINGS, PROFILES, Cell, Experiment, NoisyLabels, ProfileSettings, Schedule, augment_seed,
+    dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
+    table_cells, transition_for,
+)
+from .loop import EVAL_BATCH, GroupData, RunOutcome, train_group
+from .objective import (
+    IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
+)
+from .runner import ensure_results, resolve_device, run_cells
+from .runs import GroupedLinear, GroupedRuns, ModuleRuns, RunStack, StackedMLP, group_modules
+
+__all__ = [
+    "ADAGRAD",
+    "BN_HEAD_METHODS",
+    "CHECKPOINT_SECONDS",
+    "CIFAR10_SGD",
+    "CIFAR100_SGD",
+    "EVAL_BATCH",
+    "EXPERIMENTS",
+    "FIGURE_METHODS",
+    "FIGURE_RATES",
+    "IDENTITY_MIXES",
+    "IMDB_SETTINGS",
+    "MNIST_SETTINGS",
+    "PROFILES",
+    "STAGE_ONE",
+    "Cell",
+    "Experiment",
+    "GroupData",
+    "GroupedLinear",
+    "GroupedRuns",
+    "ModuleRuns",
+    "NoisyLabels",
+    "ProfileSettings",
+    "RunOutcome",
+    "RunStack",
+    "Schedule",
+    "StackedMLP",
+    "augment_seed",
+    "correction_matrices",
+    "dropout_seed",
+    "ensure_results",
+    "figure_cells",
+    "get_experiment",
+    "group_modules",
+    "identity_mix_for",
+    "invertible_backward_matrix",
+    "noisy_labels",
+    "order_seed",
+    "per_run_losses",
+    "profile_label",
+    "profile_settings",
+    "resolve_device",
+    "run_cells",
+    "table_cells",
+    "train_group",
+    "transition_for",
+]

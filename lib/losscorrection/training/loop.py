@@ -1,0 +1,245 @@
+"""The training loop of Algorithm 1 for K runs of one method: each run visits its
+own permutation of the noisy training set, minimises its own loss, and keeps
+the epoch with the lowest loss on its noisy validation split (the paper's
+model selection); the clean test accuracy of that epoch is reported, and a
+stage-1 model also returns its softmax on X' = training + validation inputs,
+from which T̂ is estimated (Eq. 12-13).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .. import data as data_module
+from . import checkpoint as checkpoints
+from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states, to_device
+from .experiments import Schedule
+from .objective import per_run_losses
+from .runs import RunStack
+
+__all__ = ["EVAL_BATCH", "GroupData", "RunOutcome", "train_group"]
+
+EVAL_BATCH = 2048  # examples per forward pass when evaluating
+
+
+@dataclass
+class GroupData:
+    """Tensors of one experiment on the training device; labels are clean."""
+
+    x_train: Tensor
+    x_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    pixel_mean: Tensor | None = None  # images: per-pixel mean of the training split
+    augment: bool = False
+
+    def prepare(self, x: Tensor, train: bool, generators: list[torch.Generator] | None = None) -> Tensor:
+        """Model inputs from stored ones: images -> float, mean-subtracted and, when
+        training an augmenting experiment, augmented. ``x``: ``(K, B, ...)`` per-run
+        batches (augmented with run k's ``generators[k]``) or ``(N, ...)``."""
+        if self.pixel_mean is None:
+            return x
+        shape = x.shape
+        images = data_module.prepare_images(x.reshape(-1, *shape[-3:]), self.pixel_mean)
+        if train and self.augment:
+            if generators is None or len(generators) != shape[0] or x.dim() != 5:
+                raise ValueError("augmenting needs per-run batches (K, B, C, H, W) and one generator per run")
+            per_run = images.view(shape[0], -1, *images.shape[1:])
+            images = torch.cat([data_module.augment_batch(run, g) for run, g in zip(per_run, generators)])
+        return images.reshape(*shape[:-3], *images.shape[1:])
+
+
+@dataclass
+class RunOutcome:
+    """What one run of a group ends with."""
+
+    test_accuracy: float  # percent, clean test labels
+    selected_epoch: int  # 1-based epoch with the lowest validation loss
+    val_loss: float  # at the selected epoch
+    val_history: list[float]  # validation loss after every epoch
+    probs: np.ndarray | None  # (n_train + n_val, c) softmax of the selected model (stage 1)
+
+
+def _optimizer(
+    schedule: Schedule, stack: RunStack
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
+    """The schedule's optimiser over the stack's parameters and its step-wise
+    learning-rate decay."""
+    params = stack.parameters()
+    if schedule.optimizer == "adagrad":
+        # The fused kernel exists for CPU tensors only; it makes one pass over
+        # the (K, in, out) accumulators instead of four.
+        fused = all(p.device.type == "cpu" for p in params)
+        opt = torch.optim.Adagrad(params, lr=schedule.lr, eps=schedule.eps, fused=fused)
+    elif schedule.optimizer == "sgd":
+        if schedule.weight_decay_scope == "kernels":  # λ‖w‖² on the kernels: gradient 2λw
+            kernels = {id(p) for p in stack.kernels()}
+            groups = [
+                {"params": [p for p in params if id(p) in kernels], "weight_decay": 2 * schedule.weight_decay},
+                {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0},
+            ]
+        else:
+            groups = [{"params": params, "weight_decay": schedule.weight_decay}]
+        opt = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
+    else:
+        raise ValueError(f"unknown optimizer {schedule.optimizer!r}; known: adagrad, sgd")
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(schedule.milestones), gamma=0.1)
+
+
+def _evaluate(
+    stack: RunStack, group_data: GroupData, x: Tensor, fn: Callable[[Tensor, slice], Tensor]
+) -> list[Tensor]:
+    """Apply ``fn(logits (K, b, c), slice)`` to eval-mode logits of shared inputs, in chunks."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], EVAL_BATCH):
+            chunk = slice(start, start + EVAL_BATCH)
+            logits = stack.forward(group_data.prepare(x[chunk], False), train=False, shared=True)
+            out.append(fn(logits, chunk))
+    return out
+
+
+def train_group(
+    stack: RunStack,
+    method: str,
+    group_data: GroupData,
+    y_train: Tensor,
+    y_val: Tensor,
+    matrices: Tensor | None,
+    schedule: Schedule,
+    order_seeds: list[int],
+    *,
+    augment_seeds: list[int] | None = None,
+    want_probs: bool = False,
+    progress: bool = True,
+    desc: str = "",
+    on_epoch: Callable[[int, Any], None] | None = None,
+    checkpoint: str | Path | None = None,
+    checkpoint_seconds: float | None = None,
+) -> list[RunOutcome]:
+    """Train K runs of ``method`` together (Algorithm 1, one stage) and select each
+    run's epoch with the lowest validation loss.
+
+    Parameters
+    ----------
+    stack
+        The K runs' networks (:class:`~losscorrection.training.runs.RunStack`).
+    method
+        A name of :data:`losscorrection.methods.METHODS`: the loss every run minimises.
+    group_data
+        The inputs on the training device, and the clean test labels.
+    y_train, y_val
+        int64 ``(K, n)`` and ``(K, n_val)``: each run's noisy labels.
+    matrices
+        ``(K, c, c)`` per-run correction matrices
+        (:func:`~losscorrection.training.objective.correction_matrices`), None for a baseline.
+    schedule
+        Optimiser, learning rate, epochs and batch size.
+    order_seeds
+        One seed per run for its data order.
+    augment_seeds
+        One seed per run for its augmentations (default: ``order_seeds``).
+    want_probs
+        Also return each selected model's softmax on X' = training + validation inputs.
+    progress, desc
+        A tqdm bar over epochs, labelled ``desc``.
+    on_epoch
+        ``on_epoch(epoch, stack)`` (epochs counted from 1) sees the networks as they
+        are at the end of every epoch, before model selection.
+    checkpoint, checkpoint_seconds
+        See below.
+
+    Each epoch visits every run's own permutation of the training set in batches;
+    the loss is the sum over runs of each run's batch mean, so runs do not
+    interact. After each epoch the validation loss selects the best epoch.
+
+    With ``checkpoint`` (a file path), the whole training state (networks,
+    optimiser, schedule, selected epochs, random streams) is written there
+    after an epoch whenever ``checkpoint_seconds`` have passed since the last
+    write (default :data:`CHECKPOINT_SECONDS`), and training resumes from that
+    file when it exists: an interrupted group continues where it stopped and
+    ends exactly as it would have. The caller removes the file once the
+    results are stored.
+
+    Returns one :class:`RunOutcome` per run, in the order of the stack.
+    """
+    K, n = y_train.shape
+    device = y_train.device
+    opt, lr_schedule = _optimizer(schedule, stack)
+    order = [torch.Generator().manual_seed(s) for s in order_seeds]
+    augment = [torch.Generator(device=device).manual_seed(s) for s in augment_seeds or order_seeds]
+    streams = {"order": order, "augment": augment, "runs": getattr(stack, "generators", [])}
+    best = stack.snapshot()
+    best_loss = torch.full((K,), math.inf, device=device)
+    best_epoch = torch.zeros(K, dtype=torch.long)
+    history = []
+    first_epoch = 0
+    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if saved is not None:
+        first_epoch, history, best_epoch = saved["epoch"], saved["history"], saved["best_epoch"]
+        stack.load(saved["stack"])
+        best, best_loss = to_device(saved["best"], device), saved["best_loss"].to(device)
+        opt.load_state_dict(saved["optimizer"])
+        lr_schedule.load_state_dict(saved["lr_schedule"])
+        set_rng_states(saved["rng"], streams, device)
+    every = checkpoints.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
+    last_save = time.perf_counter()
+    bar = tqdm(range(first_epoch, schedule.epochs), desc=desc, disable=not progress, leave=False,
+               initial=first_epoch, total=schedule.epochs)
+    for epoch in bar:
+        perms = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)
+        for start in range(0, n, schedule.batch_size):
+            idx = perms[:, start : start + schedule.batch_size]
+            logits = stack.forward(group_data.prepare(group_data.x_train[idx], True, augment), train=True)
+            loss = per_run_losses(method, logits, y_train.gather(1, idx), matrices).mean(dim=1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        lr_schedule.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, stack)
+        val = torch.stack(
+            _evaluate(stack, group_data, group_data.x_val,
+                      lambda z, s: per_run_losses(method, z, y_val[:, s], matrices).sum(dim=1))
+        ).sum(dim=0) / y_val.shape[1]
+        history.append(val.tolist())
+        improved = torch.nan_to_num(val, nan=math.inf) < best_loss
+        stack.keep_best(best, improved)
+        best_loss = torch.where(improved, val, best_loss)
+        best_epoch[improved.cpu()] = epoch + 1
+        bar.set_postfix(val_loss=f"{val.mean().item():.4f}")
+        if checkpoint is not None and time.perf_counter() - last_save >= every:
+            save_checkpoint(checkpoint, dict(
+                epoch=epoch + 1, history=history, best_epoch=best_epoch, stack=stack.snapshot(), best=best,
+                best_loss=best_loss, optimizer=opt.state_dict(), lr_schedule=lr_schedule.state_dict(),
+                rng=rng_states(streams, device),
+            ))
+            last_save = time.perf_counter()
+    stack.load(best)
+    correct = torch.stack(
+        _evaluate(stack, group_data, group_data.x_test,
+                  lambda z, s: (z.argmax(dim=-1) == group_data.y_test[s]).sum(dim=1))
+    ).sum(dim=0)
+    accuracy = (100.0 * correct.double() / group_data.y_test.shape[0]).tolist()
+    probs = None
+    if want_probs:
+        x_prime = torch.cat([group_data.x_train, group_data.x_val])  # X' = training + validation inputs
+        probs = torch.cat(_evaluate(stack, group_data, x_prime, lambda z, s: z.softmax(dim=-1)), dim=1)
+        probs = probs.double().cpu().numpy()
+    return [
+        RunOutcome(accuracy[k], int(best_epoch[k]), float(best_loss[k]),
+                   [epoch_losses[k] for epoch_losses in history], None if probs is None else probs[k])
+        for k in range(K)
+    ]
+

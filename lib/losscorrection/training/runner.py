@@ -1,0 +1,326 @@
+"""Running cells: :func:`run_cells` trains every requested cell that the results
+store does not hold yet, Algorithm 1 in full (stage-1 cross-entropy runs, T̂
+estimated from them, then the corrections), in groups of runs of one method,
+resuming unfinished groups from their checkpoints and appending each finished
+group's rows with their provenance. :func:`ensure_results` is what the book
+calls: the stored runs of some cells, trained when missing and feasible, or a
+note saying why not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import data as data_module
+from .. import models
+from ..estimation import estimate_transition, estimation_error
+from ..methods import STAGE_ONE, method_spec
+from ..store import CELL_KEY, ResultStore, cell_key, device_description, git_commit, timestamp
+from .experiments import (
+    Cell, Experiment, NoisyLabels, Schedule, augment_seed, dropout_seed, get_experiment, noisy_labels,
+    order_seed, profile_label, profile_settings,
+)
+from .loop import GroupData, train_group
+from .objective import correction_matrices, identity_mix_for
+from .runs import GroupedRuns, ModuleRuns, RunStack, StackedMLP
+
+__all__ = ["ensure_results", "resolve_device", "run_cells"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU; ValueError when CUDA is asked
+    for and absent."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu)")
+    return device
+
+
+def _build_stack(experiment: Experiment, method: str, cells: list[Cell], split: data_module.Split,
+                 device: torch.device, bf16: bool = False) -> RunStack:
+    """The networks of a group, each initialised from its run's seed, batched in the
+    fastest way the model allows (see :mod:`losscorrection.training.runs`)."""
+    modules = []
+    for cell in cells:
+        torch.manual_seed(cell.seed)
+        modules.append(
+            models.build_model(
+                experiment.model, split.num_classes, input_dim=split.x_train[0].numel(),
+                bn_head=method_spec(method).bn_head, **experiment.model_kwargs,
+            )
+        )
+    if isinstance(modules[0], models.MLP):
+        return StackedMLP(modules, [dropout_seed(c.seed) for c in cells], device)
+    if device.type == "cuda" and isinstance(modules[0], models.PreActResNet):
+        return GroupedRuns(modules, device, bf16=bf16)
+    return ModuleRuns(modules, device, bf16=bf16, dropout_seeds=[dropout_seed(c.seed) for c in cells])
+
+
+def _group_data(experiment: Experiment, split: data_module.Split, device: torch.device) -> GroupData:
+    """The split's inputs and clean test labels on ``device``, with the training
+    images' pixel mean and the experiment's augmentation."""
+    images = split.x_train.dtype == torch.uint8
+    return GroupData(
+        split.x_train.to(device), split.x_val.to(device), split.x_test.to(device),
+        split.y_test.to(device), split.num_classes,
+        pixel_mean=data_module.pixel_mean(split.x_train).to(device) if images else None,
+        augment=experiment.augment,
+    )
+
+
+def run_cells(
+    experiment: Experiment | str,
+    cells: Iterable[Cell],
+    *,
+    profile: str = "paper",
+    data_root: str | Path | None = None,
+    device: str | torch.device = "auto",
+    results_dir: str | Path = "results",
+    epochs: int | None = None,
+    limit: int | None = None,
+    max_runs_per_group: int = 32,
+    precision: str = "auto",
+    progress: bool = True,
+    split: data_module.Split | None = None,
+) -> pd.DataFrame:
+    """Train every cell not yet in the results store (Algorithm 1) and append one row per run.
+
+    Parameters
+    ----------
+    experiment
+        A key of :data:`~losscorrection.training.EXPERIMENTS` or your own
+        :class:`~losscorrection.training.Experiment`.
+    cells
+        The (method, noise, rate, run) cells to have results for.
+    profile
+        ``smoke``, ``quick`` or ``paper``: epochs, runs and data size.
+    data_root
+        Where the data sets are (see :func:`losscorrection.data.resolve_data_root`).
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    results_dir
+        The results store's folder.
+    epochs, limit
+        Override the profile's epochs and examples kept per split.
+    max_runs_per_group
+        How many runs of one method train together as one batched model.
+    precision
+        ``fp32``, ``bf16`` (autocast of the forward pass, module models only) or
+        ``auto`` (bf16 for the convolutional and recurrent models on CUDA).
+    progress
+        Show tqdm bars.
+    split
+        Your own data (e.g. from :func:`losscorrection.data.split_arrays`),
+        instead of loading ``experiment.dataset`` (and ``limit``). Labels that
+        are already noisy go with the setting ``("none", 0.0)``: no noise is
+        added, the T̂ methods estimate it, and ``T_error`` is then measured
+        against the identity.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The new rows (:data:`losscorrection.store.COLUMNS`).
+
+    Cells already stored (same method, noise, rate, run and profile) are
+    skipped, so an interrupted sweep resumes where it stopped; each finished
+    group of runs is written before the next one starts, and an unfinished
+    group resumes from its checkpoint under ``<results_dir>/.partial/``.
+    """
+    experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None)
+    store = ResultStore(results_dir)
+    cells = list(dict.fromkeys(cells))
+    done = store.done_cells(experiment.key)
+    pending = [c for c in cells if cell_key(c.method, *c.noise_key, label) not in done]
+    if not pending:
+        return pd.DataFrame()
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}; known: auto, fp32, bf16")
+    device = resolve_device(device)
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and experiment.model != "mlp")
+    if split is None:
+        split = data_module.load_dataset(experiment.dataset, data_root, limit=limit, **experiment.dataset_kwargs)
+    group_data = _group_data(experiment, split, device)
+    labels = {key: noisy_labels(experiment, split, *key) for key in {c.noise_key for c in pending}}
+    provenance = dict(
+        experiment=experiment.key, model=experiment.model, profile=label, epochs=schedule.epochs,
+        train_size=len(split.y_train), precision="bf16" if bf16 else "fp32", device=device_description(device),
+        torch_version=torch.__version__, git_commit=git_commit(),
+    )
+
+    # Stage 1 of Algorithm 1: cross-entropy runs, whose models give T̂.
+    estimated: dict[tuple, np.ndarray] = {}
+    uses_estimate = {c for c in pending if method_spec(c.method).estimated_T}
+    for key in {c.noise_key for c in uses_estimate}:
+        stored = store.get_transition(experiment.key, *key, label)
+        if stored is not None:
+            estimated[key] = stored
+    stage_one = [c for c in pending if c.method == STAGE_ONE] + [
+        Cell(STAGE_ONE, *key) for key in labels
+        if key not in estimated and any(c.noise_key == key for c in uses_estimate)
+    ]
+    by_method = {STAGE_ONE: list(dict.fromkeys(stage_one))}
+    for cell in pending:
+        if cell.method != STAGE_ONE:
+            by_method.setdefault(cell.method, []).append(cell)
+
+    labels_digest = hashlib.sha1(
+        b"".join(y.numpy().tobytes() for y in (split.y_train, split.y_val, split.y_test))).hexdigest()
+    new_rows = []
+    for method, method_cells in by_method.items():
+        for start in range(0, len(method_cells), max_runs_per_group):
+            group = method_cells[start : start + max_runs_per_group]
+            checkpoint = _checkpoint_path(results_dir, experiment, method, group, label, schedule,
+                                          (split.sizes, labels_digest), device, bf16)
+            rows, transitions = _train_cells(
+                experiment=experiment, method=method, group=group, split=split, group_data=group_data,
+                labels=labels, estimated=estimated, schedule=schedule, device=device, progress=progress,
+                provenance=provenance, bf16=bf16, checkpoint=checkpoint,
+            )
+            estimated.update(transitions)
+            store.put_transitions(
+                experiment.key, [(*key, label, T_hat) for key, T_hat in transitions.items()]
+            )
+            rows = [r for r in rows if cell_key(r["method"], r["noise"], r["rate"], r["run"], label) not in done]
+            store.append(rows)
+            checkpoint.unlink(missing_ok=True)
+            new_rows.extend(rows)
+    return pd.DataFrame(new_rows)
+
+
+def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, limit: int | None,
+                     own_data: bool) -> tuple[Schedule, int | None, str]:
+    """The schedule and data limit a run uses (the profile's, with ``epochs`` and
+    ``limit`` overriding them), and the profile label its rows are stored under
+    (:func:`~losscorrection.training.experiments.profile_label`). A given split
+    (``own_data``) is used whole."""
+    settings = profile_settings(experiment, profile)
+    schedule = replace(settings.schedule, epochs=epochs) if epochs else settings.schedule
+    limit = settings.limit if own_data else limit or settings.limit
+    return schedule, None if own_data else limit, profile_label(profile, settings, schedule, limit)
+
+
+def _checkpoint_path(results_dir: str | Path, experiment: Experiment, method: str, group: list[Cell], profile: str,
+                     schedule: Schedule, data_identity: tuple, device: torch.device, bf16: bool) -> Path:
+    """Where a group's unfinished training is kept (``<results>/.partial/``, ignored
+    by git): named by everything that determines the group's training, the data
+    (``data_identity``: its sizes and a digest of its labels) included."""
+    what = repr((experiment.key, method, profile, schedule, data_identity, device.type, bf16,
+                 [(c.method, *c.noise_key) for c in group]))
+    digest = hashlib.sha1(what.encode()).hexdigest()[:16]
+    return Path(results_dir) / ".partial" / f"{experiment.key}-{method}-{digest}.pt"
+
+
+def _train_cells(
+    *, experiment: Experiment, method: str, group: list[Cell], split: data_module.Split,
+    group_data: GroupData, labels: dict[tuple, NoisyLabels], estimated: dict[tuple, np.ndarray],
+    schedule: Schedule, device: torch.device, progress: bool, provenance: dict, bf16: bool, checkpoint: Path,
+) -> tuple[list[dict], dict[tuple, np.ndarray]]:
+    """Train one group of runs of one method (resuming from ``checkpoint`` when it
+    exists); return result rows and new T̂s (stage 1)."""
+    uses_estimate = method_spec(method).estimated_T
+    transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
+    matrices = correction_matrices(method, transitions, device)
+    stack = _build_stack(experiment, method, group, split, device, bf16)
+    y_train = torch.tensor(np.stack([labels[c.noise_key].y_train for c in group]), device=device)
+    y_val = torch.tensor(np.stack([labels[c.noise_key].y_val for c in group]), device=device)
+    started = time.perf_counter()
+    outcomes = train_group(
+        stack, method, group_data, y_train, y_val, matrices, schedule,
+        order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
+        want_probs=method == STAGE_ONE,
+        progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)", checkpoint=checkpoint,
+    )
+    wall = (time.perf_counter() - started) / len(group)
+    new_transitions = {}
+    rows = []
+    for cell, outcome in zip(group, outcomes):
+        T_error = identity_mix = math.nan
+        if method_spec(method).correction == "backward":
+            identity_mix = identity_mix_for(transitions[len(rows)])
+        if method == STAGE_ONE:
+            new_transitions[cell.noise_key] = estimate_transition(outcome.probs, experiment.quantile)
+        if uses_estimate:
+            T_error = estimation_error(estimated[cell.noise_key], labels[cell.noise_key].T)
+        rows.append(dict(
+            provenance, method=method, noise=cell.noise, rate=cell.rate, run=cell.run, seed=cell.seed,
+            test_accuracy=round(outcome.test_accuracy, 4), selected_epoch=outcome.selected_epoch,
+            T_error=T_error, identity_mix=identity_mix, wall_seconds=round(wall, 3), timestamp=timestamp(),
+        ))
+    return rows, new_transitions
+
+
+def ensure_results(
+    experiment: Experiment | str,
+    cells: Iterable[Cell],
+    *,
+    profile: str,
+    reuse_results: bool = True,
+    train_missing: bool = True,
+    data_root: str | Path | None = None,
+    device: str | torch.device = "auto",
+    results_dir: str | Path = "results",
+    epochs: int | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, str | None]:
+    """The stored runs of ``cells`` under ``profile``, training missing ones if asked.
+
+    Parameters
+    ----------
+    experiment, cells, profile
+        As for :func:`run_cells`.
+    reuse_results
+        False retrains every cell into a fresh temporary store, so committed
+        results are never overwritten.
+    train_missing
+        Train the cells the store lacks (when their data is present).
+    data_root, device, results_dir, epochs, limit, progress
+        As for :func:`run_cells`.
+
+    Returns
+    -------
+    (rows, note)
+        The stored rows of ``cells``, and None when every cell has a result,
+        else a note saying why not, e.g. ``"not run here: needs mnist data
+        (...)"`` when the data is absent.
+    """
+    experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    cells = list(dict.fromkeys(cells))
+    store_dir = results_dir if reuse_results else tempfile.mkdtemp(prefix=f"{experiment.key}-")
+    note = None
+    if train_missing:
+        try:
+            run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
+                      results_dir=store_dir, epochs=epochs, limit=limit, progress=progress)
+        except data_module.MissingDataError as err:
+            note = _needs_data_note(experiment, err.missing or [str(err)])
+    frame = ResultStore(store_dir).load(experiment.key)
+    label = _resolve_profile(experiment, profile, epochs, limit, own_data=False)[2]
+    wanted = {cell_key(c.method, *c.noise_key, label) for c in cells}
+    keys = [cell_key(*row) for row in frame[list(CELL_KEY)].itertuples(index=False)]
+    frame = frame.loc[np.array([k in wanted for k in keys], dtype=bool)].reset_index(drop=True)
+    missing = len(wanted) - len(set(keys) & wanted)
+    if missing and note is None:
+        absent = data_module.missing_files(experiment.dataset, data_root)
+        note = (_needs_data_note(experiment, absent) if absent
+                else f"{missing} of {len(wanted)} runs ({label} profile) not run yet")
+    return frame, note
+
+
+def _needs_data_note(experiment: Experiment, missing: list[str]) -> str:
+    """The note shown instead of results whose data is absent."""
+    files = ", ".join(Path(m).name for m in missing)
+    return f"not run here: needs {experiment.dataset} data ({files}; see the README's Data section)"
