@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -109,6 +111,15 @@ def test_unknown_dataset_and_bad_arguments(tmp_path):
         data.load_dataset("digits", limit=0)
     with pytest.raises(ValueError, match="fraction"):
         data.load_dataset("digits", validation_fraction=1.0)
+
+
+@pytest.mark.parametrize("name", [name for name in data.registry.REGISTRY if name != "digits"])
+def test_missing_files_is_what_loading_reports(tmp_path, name):
+    """Each registry entry's missing-files check agrees with its loader (digits needs no files)."""
+    with pytest.raises(data.MissingDataError) as err:
+        data.load_dataset(name, tmp_path)
+    assert err.value.missing
+    assert data.missing_files(name, tmp_path) == list(err.value.missing)
 
 
 def test_split_summary_and_validation():
@@ -421,18 +432,18 @@ def test_cifar10jpg_layouts_decode_like_pil(tmp_path, layout):
 def test_cifar10jpg_cache_is_reused_and_refreshed(tmp_path, monkeypatch):
     written = files.write_cifar10_jpg(tmp_path, per_class_train=2, per_class_test=1, seed=9)
     first = data.load_dataset("cifar10jpg", tmp_path, progress=False)
-    real_decode = data._decode_cifar10_jpg
+    real_decode = data.cifar._decode_cifar10_jpg
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(data, "_decode_cifar10_jpg", refuse)
+    monkeypatch.setattr(data.cifar, "_decode_cifar10_jpg", refuse)
     second = data.load_dataset("cifar10jpg", tmp_path, progress=False)
     for part in ("x_train", "y_train", "x_val", "x_test", "y_test"):
         torch.testing.assert_close(getattr(first, part), getattr(second, part))
     # a changed source (new size and time) is decoded again
     calls = []
-    monkeypatch.setattr(data, "_decode_cifar10_jpg", lambda *a, **k: (calls.append(1), real_decode(*a, **k))[1])
+    monkeypatch.setattr(data.cifar, "_decode_cifar10_jpg", lambda *a, **k: (calls.append(1), real_decode(*a, **k))[1])
     rewritten = files.write_cifar10_jpg(tmp_path, per_class_train=3, per_class_test=1, seed=10)
     os.utime(rewritten["path"], ns=(1_000_000_000, 1_000_000_000))
     third = data.load_dataset("cifar10jpg", tmp_path, progress=False)
@@ -454,7 +465,7 @@ def test_cifar10jpg_read_only_folder_caches_elsewhere(tmp_path, monkeypatch):
         assert len(list(cache.glob("cifar10jpg-*.npz"))) == 1
         assert split.class_names == ("ant", "cat", "dog")
         check_jpg_split(split, written, 2, 1)
-        monkeypatch.setattr(data, "_decode_cifar10_jpg", lambda *a, **k: pytest.fail("decoded twice"))
+        monkeypatch.setattr(data.cifar, "_decode_cifar10_jpg", lambda *a, **k: pytest.fail("decoded twice"))
         data.load_dataset("cifar10jpg", tmp_path / "data", progress=False)
     finally:
         folder.chmod(0o755)
@@ -681,7 +692,7 @@ def test_real_cifar10jpg(real_data_root):
     mean = data.pixel_mean(split.x_train)
     assert 0.4 < float(mean.mean()) < 0.55
     # spot check: the first training image of class 'cat' is the PIL decode of its JPEG
-    source = data._cifar10jpg_source(real_data_root)
+    source = data.cifar._cifar10jpg_source(real_data_root)
     if source.is_file():
         with tarfile.open(source) as tf:
             member = next(m for m in tf if m.name.endswith("train/cat/0000.jpg"))
@@ -711,3 +722,59 @@ def test_split_arrays_holds_out_the_papers_validation_part():
         data.split_arrays("mine", x, y, x_test[:6], y_test)
     with pytest.raises(ValueError, match="1-d array of integer labels"):
         data.split_arrays("mine", x, y.astype(float), x_test, y_test)
+
+
+# ------------------------------------------------------------- damaged files
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+    return path
+
+
+def damaged_mnist(root: Path) -> Path:
+    written = files.write_mnist_idx(root, n_train=200, n_test=40)
+    return truncate(written["paths"]["train-images-idx3-ubyte"])
+
+
+def damaged_imdb(root: Path) -> Path:
+    return truncate(files.write_aclimdb(root, n_train_per_class=20, tarball=True)["path"])
+
+
+def damaged_cifar10(root: Path) -> Path:
+    files.write_cifar10_pickles(root)
+    return truncate(root / "cifar-10-batches-py" / "data_batch_3")
+
+
+def damaged_cifar10jpg(root: Path) -> Path:
+    return truncate(files.write_cifar10_jpg(root, per_class_train=20)["path"])
+
+
+DAMAGED = {"mnist": damaged_mnist, "imdb": damaged_imdb, "cifar10": damaged_cifar10,
+           "cifar10jpg": damaged_cifar10jpg}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_file_is_named_in_one_line(name, tmp_path):
+    path = DAMAGED[name](tmp_path)
+    with pytest.raises(data.CorruptDataError) as err:
+        data.load_dataset(name, tmp_path, progress=False) if name == "cifar10jpg" else data.load_dataset(
+            name, tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert "truncated or damaged" in message or "size mismatch" in message
+    assert "again" in message or "intact copy" in message  # what to do
+
+
+@pytest.mark.parametrize("name", ["mnist", "imdb"])
+def test_the_command_line_reports_a_damaged_file_without_a_traceback(name, tmp_path):
+    path = DAMAGED[name](tmp_path / "data")
+    experiment = {"mnist": "mnist_fc", "imdb": "imdb_embedding"}[name]
+    result = subprocess.run(
+        [sys.executable, "-m", "losscorrection.cli", "run", experiment, "--method", "cross_entropy",
+         "--noise", "none", "--profile", "smoke", "--device", "cpu", "--data-root", str(tmp_path / "data"),
+         "--results-dir", str(tmp_path / "results")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert str(path) in result.stderr

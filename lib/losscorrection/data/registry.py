@@ -1,0 +1,101 @@
+"""The data sets of the paper's experiments by name (Section 5): :data:`REGISTRY`
+gives each name of :data:`DATASETS` a :class:`DatasetEntry` holding its loader
+(the official training and test parts) together with its missing-files check,
+so that :func:`load_dataset` (the data set with the paper's 10% validation
+hold-out) and :func:`missing_files` (what loading would report missing, with
+nothing read or downloaded) always agree about a data set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .cifar import (
+    _cifar10_missing, _cifar10jpg_missing, _cifar100_missing, _load_cifar10, _load_cifar10jpg,
+    _load_cifar100,
+)
+from .files import resolve_data_root
+from .imdb import _imdb_missing, _load_imdb
+from .mnist import (
+    _digits_missing, _load_digits, _load_mnist, _load_mnist10k, _mnist10k_missing, _mnist_missing,
+)
+from .splits import FullData, Split, _check_limit, _make_split
+
+__all__ = ["DATASETS", "REGISTRY", "DatasetEntry", "load_dataset", "missing_files"]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One data set of the registry.
+
+    ``load(root, download, **kwargs)``: the data set before the validation
+    hold-out (raises :class:`~losscorrection.data.MissingDataError` when files
+    are missing); ``missing(root)``: the paths ``load`` would report missing
+    (empty when the data is present; nothing is read or downloaded).
+    """
+
+    load: Callable[..., FullData]
+    missing: Callable[[Path], list[str]]
+
+
+REGISTRY: Mapping[str, DatasetEntry] = MappingProxyType({
+    "mnist": DatasetEntry(_load_mnist, _mnist_missing),
+    "mnist10k": DatasetEntry(_load_mnist10k, _mnist10k_missing),
+    "digits": DatasetEntry(_load_digits, _digits_missing),
+    "imdb": DatasetEntry(_load_imdb, _imdb_missing),
+    "cifar10": DatasetEntry(_load_cifar10, _cifar10_missing),
+    "cifar10jpg": DatasetEntry(_load_cifar10jpg, _cifar10jpg_missing),
+    "cifar100": DatasetEntry(_load_cifar100, _cifar100_missing),
+})
+DATASETS = tuple(REGISTRY)
+
+
+def _known(name: str) -> str:
+    key = str(name).lower()
+    if key not in REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return key
+
+
+def load_dataset(
+    name: str,
+    data_root: str | Path | None = None,
+    *,
+    validation_fraction: float = 0.1,
+    split_seed: int = 0,
+    limit: int | None = None,
+    download: bool = False,
+    **kwargs: Any,
+) -> Split:
+    """Load a data set of :data:`DATASETS` with the paper's protocol.
+
+    ``validation_fraction`` of the official training set is held out for
+    validation by :func:`holdout_split` (``split_seed``); the test set is the
+    official one (for ``mnist10k`` and ``digits``: a fixed stratified 20%).
+    ``limit`` keeps at most that many examples of each of train, val and test
+    (the first ones after the split), for fast smoke runs. ``download=True``
+    fetches data torchvision can download (MNIST, CIFAR) and the Keras IMDB
+    file. Extra keyword arguments go to the data set's loader: ``imdb`` takes
+    ``vocabulary_size=5000``, ``maxlen=400`` and ``source="auto"|"npz"|"aclimdb"``;
+    ``cifar10jpg`` takes ``progress=True``.
+
+    Raises :class:`MissingDataError` when files are missing and ValueError for
+    an unknown name.
+    """
+    key = _known(name)
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation fraction must lie in (0, 1), got {validation_fraction}")
+    _check_limit(limit)
+    full = REGISTRY[key].load(resolve_data_root(data_root), download, **kwargs)
+    return _make_split(key, full, validation_fraction, split_seed, limit)
+
+
+def missing_files(name: str, data_root: str | Path | None = None) -> list[str]:
+    """What :func:`load_dataset` would report missing for ``name`` (empty when the
+    data is present; nothing is read or downloaded)."""
+    key = _known(name)
+    return REGISTRY[key].missing(resolve_data_root(data_root))
