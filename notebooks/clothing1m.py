@@ -271,8 +271,9 @@ def train_row(model, part, loss_fn, *, weight_decay, augment, size, schedule=((1
     """SGD (momentum 0.9) with the paper's piecewise-constant learning rate; returns the model."""
     model, loss_fn = model.to(dev), loss_fn.to(dev)
     batches = loader(part, size=size, augment=augment, shuffle=True)
-    optimizer = torch.optim.SGD(model.parameters(), lr=schedule[0][0], momentum=0.9,
-                                weight_decay=weight_decay)
+    # an L2 penalty on the convolution and dense kernels only, as in the authors' code
+    groups = training.weight_decay_groups(list(model.parameters()), models.kernels(model), weight_decay)
+    optimizer = torch.optim.SGD(groups, lr=schedule[0][0], momentum=0.9)
     steps = 0
     for lr, n_epochs in schedule:
         for group in optimizer.param_groups:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from losscorrection.store import COLUMNS, ResultStore
+from losscorrection.store import COLUMNS, ResultStore, git_commit
 
 WRITER = textwrap.dedent(
     """
@@ -47,3 +48,15 @@ def test_rows_keep_the_column_order(tmp_path):
     row = {c: 1 for c in reversed(COLUMNS)} | {"experiment": "x"}
     store.append([row])
     assert tuple(store.load("x").columns) == COLUMNS
+
+
+def test_the_commit_is_read_from_the_package_source_not_the_working_folder(tmp_path, monkeypatch):
+    """Run from a folder outside any git tree, the commit of the library's own
+    source tree is still recorded."""
+    monkeypatch.chdir(tmp_path)
+    commit = git_commit()
+    repository = Path(__file__).resolve().parents[1]
+    expected = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repository, capture_output=True,
+                              text=True).stdout.strip()
+    assert commit.split("+")[0] == expected
+    assert git_commit(tmp_path) == "unknown"

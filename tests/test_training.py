@@ -513,6 +513,12 @@ def test_a_run_ends_bit_identical_alone_and_in_a_group(digits, setup):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_layers_with_dropout_are_not_grouped():
+    with pytest.raises(TypeError, match="dropout"):
+        training.group_modules([torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+                                for _ in range(2)])
+
+
 def test_per_run_augmentation_does_not_depend_on_the_group():
     group, _, _ = tiny_images()
     batch = group.x_train[:8]

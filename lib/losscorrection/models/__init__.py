@@ -41,7 +41,7 @@ Modules:
   :func:`build_model`.
 """
 
-from .layers import UNIFORM_SCALE, SpatialDropout1d, output_head
+from .layers import UNIFORM_SCALE, SpatialDropout1d, kernels, output_head
 from .mlp import MLP
 from .registry import MODEL_NAMES, build_model
 from .resnet import RESNET50_IMAGENET_URL, PreActBlock, PreActResNet, ResNet50, resnet50
@@ -57,6 +57,7 @@ __all__ = [
     "ResNet50",
     "SpatialDropout1d",
     "build_model",
+    "kernels",
     "output_head",
     "resnet50",
 ]

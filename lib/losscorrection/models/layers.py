@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["UNIFORM_SCALE", "SpatialDropout1d", "output_head"]
+__all__ = ["UNIFORM_SCALE", "SpatialDropout1d", "kernels", "output_head"]
 
 UNIFORM_SCALE = 0.05
 
@@ -38,6 +38,12 @@ def output_head(num_classes: int, affine: bool = True) -> nn.BatchNorm1d:
     if not affine:
         return nn.BatchNorm1d(num_classes, affine=False)
     return nn.BatchNorm1d(num_classes, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+
+
+def kernels(module: nn.Module) -> list[nn.Parameter]:
+    """The weights of ``module``'s convolution and dense layers: what the authors'
+    code puts its L2 penalty on (not biases, not batch-norm scales and shifts)."""
+    return [m.weight for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
 
 
 def _he_normal(weight: Tensor) -> None:

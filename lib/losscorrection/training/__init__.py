@@ -29,7 +29,7 @@ from .experiments import (
     dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
     table_cells, transition_for,
 )
-from .loop import EVAL_BATCH, GroupData, RunOutcome, train_group
+from .loop import EVAL_BATCH, GroupData, RunOutcome, train_group, weight_decay_groups
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
@@ -82,4 +82,5 @@ __all__ = [
     "table_cells",
     "train_group",
     "transition_for",
+    "weight_decay_groups",
 ]

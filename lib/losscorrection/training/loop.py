@@ -27,7 +27,7 @@ from .experiments import Schedule
 from .objective import per_run_losses
 from .runs import RunStack
 
-__all__ = ["EVAL_BATCH", "GroupData", "RunOutcome", "train_group"]
+__all__ = ["EVAL_BATCH", "GroupData", "RunOutcome", "train_group", "weight_decay_groups"]
 
 EVAL_BATCH = 2048  # examples per forward pass when evaluating
 
@@ -71,6 +71,23 @@ class RunOutcome:
     probs: np.ndarray | None  # (n_train + n_val, c) softmax of the selected model (stage 1)
 
 
+def weight_decay_groups(
+    params: list[Tensor], kernels: list[Tensor], weight_decay: float, scope: str = "kernels"
+) -> list[dict]:
+    """Optimiser parameter groups for weight decay λ: with ``scope="kernels"`` (the
+    authors' code, a penalty ``λ‖w‖²``) the ``kernels`` get a decay of 2λ and the
+    other parameters none; with ``scope="all"`` every parameter gets λ."""
+    if scope == "all":
+        return [{"params": params, "weight_decay": weight_decay}]
+    if scope != "kernels":
+        raise ValueError(f"unknown weight decay scope {scope!r}; known: kernels, all")
+    decayed = {id(p) for p in kernels}
+    return [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": 2 * weight_decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+
+
 def _optimizer(
     schedule: Schedule, stack: RunStack
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
@@ -83,14 +100,7 @@ def _optimizer(
         fused = all(p.device.type == "cpu" for p in params)
         opt = torch.optim.Adagrad(params, lr=schedule.lr, eps=schedule.eps, fused=fused)
     elif schedule.optimizer == "sgd":
-        if schedule.weight_decay_scope == "kernels":  # λ‖w‖² on the kernels: gradient 2λw
-            kernels = {id(p) for p in stack.kernels()}
-            groups = [
-                {"params": [p for p in params if id(p) in kernels], "weight_decay": 2 * schedule.weight_decay},
-                {"params": [p for p in params if id(p) not in kernels], "weight_decay": 0.0},
-            ]
-        else:
-            groups = [{"params": params, "weight_decay": schedule.weight_decay}]
+        groups = weight_decay_groups(params, stack.kernels(), schedule.weight_decay, schedule.weight_decay_scope)
         opt = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
     else:
         raise ValueError(f"unknown optimizer {schedule.optimizer!r}; known: adagrad, sgd")

@@ -48,8 +48,8 @@ class RunStack(Protocol):
 
 
 def _kernels(module: nn.Module) -> list[Tensor]:
-    """The weights of ``module``'s convolution and dense layers (grouped ones included)."""
-    return [m.weight for m in module.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear, GroupedLinear))]
+    """The weights of ``module``'s convolution and dense layers, grouped ones included."""
+    return models.kernels(module) + [m.weight for m in module.modules() if isinstance(m, GroupedLinear)]
 
 
 def _dropout(h: Tensor, p: float, generators: list[torch.Generator]) -> Tensor:
@@ -236,6 +236,9 @@ def _grouped_layer(layers: list[nn.Module]) -> nn.Module | None:
         grouped = type(first)(K * first.num_features, first.eps, first.momentum, first.affine)
     elif isinstance(first, nn.Linear):
         return GroupedLinear(layers)
+    elif isinstance(first, (nn.modules.dropout._DropoutNd, models.SpatialDropout1d)):
+        raise TypeError("cannot group layers that draw random masks (dropout): the runs would share "
+                        "one random stream; train such models as ModuleRuns")
     elif not list(first.parameters(recurse=False)) and not list(first.buffers(recurse=False)):
         return None
     else:
