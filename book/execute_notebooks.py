@@ -5,8 +5,9 @@
 
 Every notebook in ``notebooks/`` (jupytext percent format) is converted to
 ``.ipynb`` and executed with papermill, with the same parameters for all:
-``profile``, ``device``, ``data_root``, ``results_dir``, ``reuse_results``
-(and ``runs`` / ``epochs`` when given). The executed notebooks are what
+``profile``, ``device``, ``results_dir``, ``reuse_results``, ``budget_minutes``
+(and ``runs`` / ``epochs`` when given); the data root reaches the kernels as
+an absolute ``$LOSSCORR_DATA``. The executed notebooks are what
 ``jupyter-book build`` renders (execution is off in ``_config.yml``). Any
 error in a cell stops the build with a non-zero exit status.
 """
@@ -14,6 +15,7 @@ error in a cell stops the build with a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +23,8 @@ from pathlib import Path
 import jupytext
 import papermill
 from tqdm import tqdm
+
+from losscorrection.data import DATA_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=str(ROOT / "book" / "generated"))
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--budget-minutes", type=float, default=5.0,
+                        help="a chapter trains its missing cells only when they are estimated to take at "
+                             "most this long (default 5)")
     parser.add_argument("--no-reuse", action="store_true", help="retrain instead of reading stored results")
     parser.add_argument("--only", action="append", choices=NOTEBOOKS, help="repeatable")
     parser.add_argument("--quiet", action="store_true")
@@ -75,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = Path(results_dir).resolve()
     if results_dir.is_relative_to(ROOT):
         results_dir = results_dir.relative_to(ROOT)
+    # The kernels run in the repository root: a relative data root (such as
+    # $LOSSCORR_DATA=../shared/data) is made absolute for them here, through the
+    # environment, so that the rendered parameter cells show no machine path.
+    data_root = args.data_root or os.environ.get(DATA_ENV)
+    if data_root:
+        os.environ[DATA_ENV] = str(Path(data_root).expanduser().resolve())
     parameters = dict(
-        profile=args.profile, device=args.device, data_root=args.data_root,
-        results_dir=str(results_dir), reuse_results=not args.no_reuse,
-        runs=args.runs, epochs=args.epochs, progress=False,
+        profile=args.profile, device=args.device, results_dir=str(results_dir), reuse_results=not args.no_reuse,
+        runs=args.runs, epochs=args.epochs, progress=False, budget_minutes=args.budget_minutes,
     )
     names = args.only or NOTEBOOKS
     total = 0.0

@@ -42,6 +42,7 @@ epochs = None  # None: the profile's
 results_dir = "results"
 reuse_results = True  # False: retrain into a temporary store
 progress = True
+budget_minutes = 5  # train missing cells only when they are estimated to take at most this long
 train_missing = None  # None: train missing runs only on a GPU or in the smoke profile
 committed_results_dir = "results"  # the GPU runs committed with the book
 
@@ -59,8 +60,8 @@ smoke = profile == "smoke"
 # Without training, show the committed paper-profile GPU runs whatever the profile.
 shown = (dict(profile=profile, results_dir=results_dir) if train_missing
          else dict(profile="paper", results_dir=committed_results_dir))
-common = dict(runs=runs, reuse_results=reuse_results, data_root=data_root, device=device,
-              epochs=epochs, progress=progress, **shown)
+common = dict(runs=runs, reuse_results=reuse_results, data_root=data_root, device=device, epochs=epochs,
+              progress=progress, budget_seconds=60 * budget_minutes, **shown)
 experiments = ["cifar10jpg_resnet14", "cifar10jpg_resnet32", "cifar10_resnet14", "cifar10_resnet32",
                "cifar100_resnet44"]
 

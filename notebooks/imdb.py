@@ -36,6 +36,7 @@ epochs = None  # None: the profile's
 results_dir = "results"
 reuse_results = True  # False: retrain into a temporary store
 progress = True
+budget_minutes = 5  # train missing cells only when they are estimated to take at most this long
 
 # %%
 import matplotlib.pyplot as plt
@@ -43,8 +44,8 @@ from IPython.display import Markdown, display
 
 from losscorrection import report
 
-common = dict(profile=profile, runs=runs, reuse_results=reuse_results, data_root=data_root,
-              device=device, results_dir=results_dir, epochs=epochs, progress=progress)
+common = dict(profile=profile, runs=runs, reuse_results=reuse_results, data_root=data_root, device=device,
+              results_dir=results_dir, epochs=epochs, progress=progress, budget_seconds=60 * budget_minutes)
 
 # %% [markdown]
 # ## Table 2, IMDB blocks

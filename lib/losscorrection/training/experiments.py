@@ -101,10 +101,11 @@ class Experiment:
     dataset_kwargs: dict = field(default_factory=dict)  # extra data.load_dataset arguments
 
 
-def _mnist_like(key: str, dataset: str, description: str, paper_note: str = "") -> Experiment:
+def _mnist_like(key: str, dataset: str, description: str, dropout: float, paper_note: str = "") -> Experiment:
     return Experiment(
         key=key, dataset=dataset, model="mlp", noise_family="mnist", schedule=ADAGRAD, runs=5,
         settings=MNIST_SETTINGS, description=description, paper_block="mnist_fc", paper_note=paper_note,
+        model_kwargs={"dropout": dropout},
     )
 
 
@@ -130,16 +131,18 @@ def _cifar(key: str, dataset: str, depth: int, description: str) -> Experiment:
 EXPERIMENTS: dict[str, Experiment] = {
     e.key: e
     for e in (
-        _mnist_like("mnist_fc", "mnist", "MNIST, fully connected network (the paper's 60k/10k protocol)"),
+        # MNIST: the released code's dropout 0.2 (clean cross-entropy 97.75 % over 5 runs, the paper
+        # 97.9 %; the text's 0.5 gives 97.02 %). The small variants keep 0.5, with which they ran.
+        _mnist_like("mnist_fc", "mnist", "MNIST, fully connected network (the paper's 60k/10k protocol)", 0.2),
         _mnist_like(
             "mnist10k_fc", "mnist10k",
             "MNIST-10k, fully connected network: the official 10k MNIST test set re-split "
-            "7,200/800/2,000 (not the paper's 60k/10k protocol)",
+            "7,200/800/2,000 (not the paper's 60k/10k protocol)", 0.5,
             "measured with 54,000 training images; ours with 7,200: compare trends, not decimals",
         ),
         _mnist_like(
             "digits_fc", "digits",
-            "scikit-learn digits (1,797 8x8 images), fully connected network, MNIST protocol",
+            "scikit-learn digits (1,797 8x8 images), fully connected network, MNIST protocol", 0.5,
             "measured on MNIST; ours on 1,294 8x8 digits: compare trends, not decimals",
         ),
         _imdb("imdb_embedding", "IMDB, word embedding model"),

@@ -26,6 +26,7 @@ from .. import models
 from ..estimation import estimate_transition, estimation_error
 from ..methods import STAGE_ONE, method_spec
 from ..store import CELL_KEY, ResultStore, cell_key, device_description, git_commit, timestamp
+from .budget import NOMINAL_TRAIN_SIZES, describe_duration, estimate_seconds
 from .experiments import (
     Cell, Experiment, NoisyLabels, Schedule, augment_seed, dropout_seed, get_experiment, noisy_labels,
     order_seed, profile_label, profile_settings,
@@ -275,6 +276,7 @@ def ensure_results(
     epochs: int | None = None,
     limit: int | None = None,
     progress: bool = True,
+    budget_seconds: float | None = None,
 ) -> tuple[pd.DataFrame, str | None]:
     """The stored runs of ``cells`` under ``profile``, training missing ones if asked.
 
@@ -289,6 +291,10 @@ def ensure_results(
         Train the cells the store lacks (when their data is present).
     data_root, device, results_dir, epochs, limit, progress
         As for :func:`run_cells`.
+    budget_seconds
+        Train only when the missing runs are estimated to take at most this long
+        (:func:`~losscorrection.training.budget.estimate_seconds`); otherwise the
+        note gives the estimate and the command that trains them. None: no limit.
 
     Returns
     -------
@@ -301,6 +307,9 @@ def ensure_results(
     cells = list(dict.fromkeys(cells))
     store_dir = results_dir if reuse_results else tempfile.mkdtemp(prefix=f"{experiment.key}-")
     note = None
+    if train_missing and budget_seconds is not None:
+        note = _over_budget_note(experiment, cells, profile, epochs, limit, device, store_dir, budget_seconds)
+        train_missing = note is None
     if train_missing:
         try:
             run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
@@ -318,6 +327,33 @@ def ensure_results(
         note = (_needs_data_note(experiment, absent) if absent
                 else f"{missing} of {len(wanted)} runs ({label} profile) not run yet")
     return frame, note
+
+
+def _over_budget_note(experiment: Experiment, cells: list[Cell], profile: str, epochs: int | None,
+                      limit: int | None, device: str | torch.device, results_dir: str | Path,
+                      budget_seconds: float) -> str | None:
+    """None when the runs of ``cells`` missing from the store fit in the budget
+    (their stage-1 runs included), else the note that says what they would cost."""
+    schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=False)
+    stored = ResultStore(results_dir).load(experiment.key)
+    done = {cell_key(*row) for row in stored[list(CELL_KEY)].itertuples(index=False)}
+    pending = [c for c in cells if cell_key(c.method, *c.noise_key, label) not in done]
+    stage_one = {c.noise_key for c in pending if method_spec(c.method).estimated_T
+                 and cell_key(STAGE_ONE, *c.noise_key, label) not in done} - {
+                     c.noise_key for c in pending if c.method == STAGE_ONE}
+    runs = len(pending) + len(stage_one)
+    if not runs:
+        return None
+    size = min(NOMINAL_TRAIN_SIZES.get(experiment.dataset, 0), limit or math.inf)
+    here = resolve_device(device).type
+    cost = estimate_seconds(experiment, runs, schedule, size, here, stored)
+    if cost <= budget_seconds:
+        return None
+    where = "on this CPU" if here == "cpu" else "on this GPU"
+    gpu = estimate_seconds(experiment, runs, schedule, size, "cuda", stored)
+    on_gpu = f", {describe_duration(gpu)} on one H100" if here == "cpu" and math.isfinite(gpu) else ""
+    return (f"not run here: {runs} runs, {describe_duration(cost)} {where}{on_gpu}: "
+            f"`losscorrection sweep {experiment.key} --with-figure --profile {profile}`")
 
 
 def _needs_data_note(experiment: Experiment, missing: list[str]) -> str:

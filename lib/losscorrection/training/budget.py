@@ -1,0 +1,63 @@
+"""What a training would cost before it starts: an estimate of the wall time of
+a set of runs from measured throughput (the runs already stored for the
+experiment on the same kind of device, else reference measurements of each
+network), so that the book never starts a training it cannot finish in its
+budget and says instead how long the missing cells would take, and how to run
+them (the experiments of the paper's Section 5).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .experiments import Experiment, Schedule
+
+__all__ = ["NOMINAL_TRAIN_SIZES", "REFERENCE_SECONDS", "describe_duration", "estimate_seconds"]
+
+# Seconds per model-epoch per 1,000 training examples with runs batched as the
+# trainer batches them, from benchmarks/ (README "Speed"): the 2-core CPU
+# (fp32; the LSTM with bf16 autocast) and one H100 (bf16 autocast for the
+# ResNets). Networks without a measurement on a device are left out.
+REFERENCE_SECONDS: dict[str, dict[str, float]] = {
+    "cpu": {"mlp": 0.0061, "imdb_embedding": 0.093, "imdb_lstm": 67.0, "resnet14": 1.45, "resnet32": 3.3,
+            "resnet44": 4.3},
+    "cuda": {"mlp": 0.0012, "resnet14": 0.0087, "resnet32": 0.013, "resnet44": 0.017},
+}
+
+
+# Training-split sizes of the data sets with the paper's 10% hold-out.
+NOMINAL_TRAIN_SIZES = {"mnist": 54_000, "mnist10k": 7_200, "digits": 1_294, "imdb": 22_500, "cifar10": 45_000,
+                       "cifar10jpg": 45_000, "cifar100": 45_000}
+
+
+def estimate_seconds(
+    experiment: Experiment, runs: int, schedule: Schedule, train_size: int, device_type: str,
+    stored: pd.DataFrame | None = None,
+) -> float:
+    """Estimated wall time of ``runs`` runs of ``experiment`` for ``schedule.epochs``
+    epochs on ``train_size`` examples on a ``device_type`` (``cpu`` or ``cuda``).
+
+    From ``stored`` rows of the experiment (the results store's columns) that
+    ran on the same kind of device, when there are any: their median training
+    time per epoch and example. Otherwise from :data:`REFERENCE_SECONDS`
+    (``inf`` for a network without a reference)."""
+    if stored is not None and not stored.empty:
+        same = stored[stored["device"].astype(str).str.startswith(device_type)]
+        if not same.empty:
+            per_epoch_example = (same["wall_seconds"] / (same["epochs"] * same["train_size"])).median()
+            return float(runs * schedule.epochs * train_size * per_epoch_example)
+    per_thousand = REFERENCE_SECONDS.get(device_type, {}).get(experiment.model, math.inf)
+    return runs * schedule.epochs * train_size / 1000 * per_thousand
+
+
+def describe_duration(seconds: float) -> str:
+    """``"about 20 h"``, ``"about 15 min"``, ``"about 40 s"``."""
+    if not math.isfinite(seconds):
+        return "an unknown time"
+    if seconds >= 5400:
+        return f"about {seconds / 3600:.0f} h"
+    if seconds >= 90:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {max(seconds, 1):.0f} s"
