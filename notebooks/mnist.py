@@ -19,12 +19,14 @@
 # 40 epochs, five runs per cell. Noise flips similar digits (2→7, 3→8, 5↔6,
 # 7→1) with probability N, or spreads N evenly over the other classes.
 #
-# The paper's protocol needs the 60,000 MNIST training images. Where they are
-# absent, this chapter runs the same protocol on two real data sets that are:
+# **MNIST** comes first: the paper's own protocol, 54,000 training, 6,000
+# validation and 10,000 test images, with the released code's dropout 0.2 (see
+# the reproduction notes for the evidence behind that choice). Two smaller
+# variants follow, with dropout 0.5:
 #
 # - **MNIST-10k**: the official 10,000-image MNIST *test* set, re-split with a
 #   fixed stratified permutation into 7,200 training, 800 validation and 2,000
-#   test images. Six times less training data than the paper: accuracies are
+#   test images. 7.5 times less training data than the paper: accuracies are
 #   lower and the comparison with the paper's column is about trends, not decimals.
 # - **digits**: scikit-learn's 1,797 8×8 handwritten digits, same protocol.
 #
@@ -42,7 +44,7 @@ results_dir = "results"
 reuse_results = True  # False: retrain into a temporary store
 progress = True
 budget_minutes = 5  # train missing cells only when they are estimated to take at most this long
-datasets = ["mnist10k", "digits", "mnist"]
+datasets = ["mnist", "mnist10k", "digits"]
 
 # %%
 import matplotlib.pyplot as plt
@@ -60,7 +62,7 @@ common = dict(profile=profile, runs=runs, reuse_results=reuse_results, data_root
 # Ten methods under four noise settings. Ours: mean ± standard deviation over
 # runs (number of runs), in bold when the paper's rule marks it (Welch t-test,
 # p < 0.05, against the best method; see the comparison chapter). Paper: the
-# published MNIST (60k) numbers.
+# published MNIST (60k) numbers, for all three blocks.
 
 # %%
 tables = {}

@@ -167,8 +167,10 @@ def write_aclimdb(
 
 
 def simple_tokens(text: str) -> list[str]:
-    """Lower case, ``<br />`` as a space, runs of ``[a-z0-9']``."""
-    return re.findall(r"[a-z0-9']+", text.lower().replace("<br />", " "))
+    """Keras' ``text_to_word_sequence``, written independently: lower case,
+    ``<br />`` and every character of Keras' filter list as a space, split."""
+    text = text.lower().replace("<br />", " ")
+    return re.sub(r"[!\"#$%&()*+,\-./:;<=>?@\[\\\]^_`{|}~\t\n]", " ", text).split()
 
 
 def write_imdb_npz(
@@ -181,8 +183,8 @@ def write_imdb_npz(
     with ``word_index``, ``<root>/imdb_word_index.json`` (word -> rank).
 
     ``reviews`` (the output of :func:`write_aclimdb`): encode those texts, with
-    ranks by training-set frequency, ties alphabetical (words seen only in test
-    reviews come after). Otherwise random Zipf-distributed ranks ``1..n_words``.
+    ranks by frequency over all reviews, training and test, ties alphabetical
+    (as Keras' word index). Otherwise random Zipf-distributed ranks ``1..n_words``.
     Returns ``x_train``/``x_test`` (lists of lists), ``y_train``, ``y_test``,
     ``word_index`` and ``path``.
     """
@@ -190,11 +192,8 @@ def write_imdb_npz(
     if reviews is not None:
         train_tokens = [simple_tokens(t) for t in reviews["train"][0]]
         test_tokens = [simple_tokens(t) for t in reviews["test"][0]]
-        train_counts = Counter(w for seq in train_tokens for w in seq)
-        test_counts = Counter(w for seq in test_tokens for w in seq if w not in train_counts)
-        ordered = sorted(train_counts, key=lambda w: (-train_counts[w], w))
-        ordered += sorted(test_counts, key=lambda w: (-test_counts[w], w))
-        index = {w: r for r, w in enumerate(ordered, 1)}
+        counts = Counter(w for seq in train_tokens + test_tokens for w in seq)
+        index = {w: r for r, w in enumerate(sorted(counts, key=lambda w: (-counts[w], w)), 1)}
         x_train = [[index[w] for w in seq] for seq in train_tokens]
         x_test = [[index[w] for w in seq] for seq in test_tokens]
         y_train, y_test = np.asarray(reviews["train"][1]), np.asarray(reviews["test"][1])

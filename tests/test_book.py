@@ -42,7 +42,8 @@ def built_book(tmp_path_factory, request):
             shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("generated", "__pycache__"))
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     env = dict(os.environ)
-    env.setdefault("LOSSCORR_DATA", str(request.getfixturevalue("book_data_root")))
+    # absolute: the notebooks run from a temporary copy, where a relative root would not exist
+    env["LOSSCORR_DATA"] = str(request.getfixturevalue("book_data_root"))
     bin_dir = Path(sys.executable).parent
     subprocess.run(
         [sys.executable, "book/execute_notebooks.py", "--profile", "smoke", "--device", "cpu", "--quiet",

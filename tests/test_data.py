@@ -23,6 +23,7 @@ from PIL import Image
 
 import dataset_files as files
 from losscorrection import data
+from losscorrection.data import imdb
 
 # ----------------------------------------------------------------- utilities
 
@@ -265,16 +266,17 @@ TINY_REVIEWS = {
     },
     "test": {"neg": ["Bad movie, zebra."], "pos": ["good good good good good good"]},
 }
-# Training word counts: bad 3; acting, good, movie, the, was 2; a, don't, it, miss 1.
-# vocabulary_size=5 keeps 3 words, ties alphabetical: bad -> 2, acting -> 3, good -> 4.
-# Every other word is 1; maxlen=5 keeps the last 5 ids and pads at the front with 0.
+# Word counts over all four reviews: good 8; bad 4; movie 3; acting, the, was 2; a, don't, it, miss,
+# zebra 1. Ranks (ties alphabetical): good 1, bad 2, movie 3, acting 4, the 5, ... Keras' encoding
+# with vocabulary_size=7 keeps ranks 1-3 as ids 4-6 (rank + 3); every other word is 2 (out of
+# vocabulary), and each review starts with 1; maxlen=5 keeps the last 5 ids, padding with 0 in front.
 TINY_EXPECTED = {
-    # the movie was bad bad bad acting  -> 1 1 1 2 2 2 3 -> last five
-    ("train", 0): [1, 2, 2, 2, 3],
-    # a good movie the acting was good don't miss it -> 1 4 1 1 3 1 4 1 1 1
-    ("train", 1): [1, 4, 1, 1, 1],
-    # bad movie zebra -> 2 1 1, padded
-    ("test", 0): [0, 0, 2, 1, 1],
+    # [start] the movie was bad bad bad acting -> 1 2 6 2 5 5 5 2 -> last five
+    ("train", 0): [2, 5, 5, 5, 2],
+    # [start] a good movie the acting was good don't miss it -> ... 4 2 2 2 (last five: was good don't miss it)
+    ("train", 1): [2, 4, 2, 2, 2],
+    # [start] bad movie zebra -> 1 5 6 2, padded
+    ("test", 0): [0, 1, 5, 6, 2],
     ("test", 1): [4, 4, 4, 4, 4],
 }
 
@@ -290,26 +292,45 @@ def check_tiny(split: data.Split) -> None:
 @pytest.mark.parametrize("tarball", [False, True])
 def test_imdb_text_pipeline_by_hand(tmp_path, tarball):
     files.write_aclimdb(tmp_path, texts=TINY_REVIEWS, tarball=tarball)
-    split = data.load_dataset("imdb", tmp_path, vocabulary_size=5, maxlen=5, validation_fraction=0.5)
+    split = data.load_dataset("imdb", tmp_path, vocabulary_size=7, maxlen=5, validation_fraction=0.5)
     check_tiny(split)
-    assert split.vocabulary == ("<pad>", "<oov>", "bad", "acting", "good")
+    assert split.vocabulary == ("<pad>", "<start>", "<oov>", "<unused>", "good", "bad", "movie")
     assert split.class_names == ("negative", "positive")
 
 
 def test_imdb_npz_pipeline_by_hand(tmp_path):
-    """Keras ranks are the words: counts 1: 3, 2: 3, 3: 1, 7: 1, ... so with
-    vocabulary_size=4 rank 1 -> 2 and rank 2 -> 3 (tie broken by rank)."""
+    """The file stores word ranks; Keras' load_data(num_words=6) makes rank r id
+    r + 3 while below 6 (ranks 1, 2), id 2 otherwise, after a start id 1."""
     path = tmp_path / "imdb.npz"
     x_train = files._object_array([[2, 9, 1, 2, 3], [1, 1, 7, 2]])
     x_test = files._object_array([[3, 2], [1, 8, 8, 2, 2, 1]])
     np.savez(path, x_train=x_train, y_train=np.array([0, 1]), x_test=x_test, y_test=np.array([1, 0]))
-    split = data.load_dataset("imdb", tmp_path, vocabulary_size=4, maxlen=4, validation_fraction=0.5)
+    split = data.load_dataset("imdb", tmp_path, vocabulary_size=6, maxlen=5, validation_fraction=0.5)
     x, y = full_training_order(split, 2, fraction=0.5)
-    assert x[y == 0].tolist() == [[1, 2, 3, 1]]  # 9 1 2 3 -> 1 2 3 1 (first id cut)
-    assert x[y == 1].tolist() == [[2, 2, 1, 3]]
-    assert split.x_test[split.y_test == 1].tolist() == [[0, 0, 1, 3]]
-    assert split.x_test[split.y_test == 0].tolist() == [[1, 3, 3, 2]]
+    assert x[y == 0].tolist() == [[5, 2, 4, 5, 2]]  # [1] 2 9 1 2 3 -> 1 5 2 4 5 2, first id cut
+    assert x[y == 1].tolist() == [[1, 4, 4, 2, 5]]
+    assert split.x_test[split.y_test == 1].tolist() == [[0, 0, 1, 2, 5]]
+    assert split.x_test[split.y_test == 0].tolist() == [[2, 2, 5, 5, 4]]
     assert split.vocabulary is None  # no imdb_word_index.json
+
+
+def test_keras_encoding_and_tokenizer():
+    assert data.tokenize("It's GREAT!<br /><br />Really--great.") == ["it's", "great", "really", "great"]
+    assert data.rank_words([["b", "a"], ["a", "c", "b"], ["a"]]) == {"a": 1, "b": 2, "c": 3}
+    assert data.encode_ranks([1, 2, 3, 50], vocabulary_size=6) == [1, 4, 5, 2, 2]
+    with pytest.raises(ValueError, match="above 3"):
+        data.encode_ranks([1], vocabulary_size=3)
+
+
+def test_encoded_reviews_are_cached(tmp_path, monkeypatch):
+    files.write_aclimdb(tmp_path / "data", n_train_per_class=10, n_test_per_class=5, tarball=True)
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
+    first = data.load_dataset("imdb", tmp_path / "data", vocabulary_size=20, maxlen=12)
+    assert len(list((tmp_path / "data").glob("imdb-v1-*-20-12.npz"))) == 1  # beside the tarball
+    monkeypatch.setattr(imdb, "_aclimdb_texts", lambda *a: pytest.fail("read the reviews again"))
+    again = data.load_dataset("imdb", tmp_path / "data", vocabulary_size=20, maxlen=12)
+    torch.testing.assert_close(first.x_train, again.x_train)
+    assert first.vocabulary == again.vocabulary
 
 
 def test_imdb_npz_and_text_pipelines_agree(tmp_path):
@@ -317,6 +338,7 @@ def test_imdb_npz_and_text_pipelines_agree(tmp_path):
     files.write_aclimdb(tmp_path / "tar", n_train_per_class=30, n_test_per_class=20, seed=3, tarball=True)
     written = files.write_imdb_npz(tmp_path / "npz", reviews=reviews)
     kwargs = dict(vocabulary_size=12, maxlen=15)
+    assert reviews["path"].is_dir()
     text = data.load_dataset("imdb", tmp_path / "text", **kwargs)
     tar = data.load_dataset("imdb", tmp_path / "tar", **kwargs)
     npz = data.load_dataset("imdb", tmp_path / "npz", **kwargs)
@@ -326,7 +348,7 @@ def test_imdb_npz_and_text_pipelines_agree(tmp_path):
         torch.testing.assert_close(getattr(text, part), getattr(tar, part))
     assert npz.vocabulary == text.vocabulary  # words from imdb_word_index.json
     assert int(text.x_train.max()) == 11 and int(text.x_train.min()) == 0
-    assert (text.x_train == 1).any()  # some words fall out of the vocabulary
+    assert (text.x_train == 2).any()  # some words fall out of the vocabulary
     # test reviews are stored sorted by label; the first ones (limit) mix both classes
     assert set(data.load_dataset("imdb", tmp_path / "npz", limit=10).y_test.tolist()) == {0, 1}
     assert sorted(npz.y_test.tolist()) == sorted(written["y_test"].tolist())
@@ -337,8 +359,8 @@ def test_imdb_default_sequence_length(tmp_path):
     split = data.load_dataset("imdb", tmp_path)
     assert_split_shapes(split, (18, 2, 10), (400,), torch.int64)
     assert (split.x_train[:, :370] == 0).all()  # short reviews are padded at the front
-    assert split.vocabulary[:3] == ("<pad>", "<oov>", "word1")
-    assert "5,000-word vocabulary" in split.description
+    assert split.vocabulary[:5] == ("<pad>", "<start>", "<oov>", "<unused>", "word1")
+    assert "ids below 5,000 kept" in split.description
 
 
 def test_imdb_missing(tmp_path):

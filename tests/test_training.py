@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from losscorrection import data, losses, models, noise, training
-from losscorrection.training import checkpoint, loop, runner
+from losscorrection.training import budget, checkpoint, loop, runner
 from losscorrection.estimation import estimation_error
 from losscorrection.results import COLUMNS, METHODS, ResultStore
 
@@ -570,3 +570,35 @@ def test_rows_record_size_precision_mixing_and_a_profile_only_when_it_was_follow
     smoke = training.run_cells("digits_fc", cells[1:], profile="smoke", device="cpu", results_dir=tmp_path,
                                progress=False)
     assert list(smoke["profile"]) == ["smoke"] and list(smoke["train_size"]) == [512]
+
+
+# ------------------------------------------------------------------- budgets
+
+
+def test_cost_estimates_come_from_stored_runs_else_from_reference_throughput():
+    experiment = training.get_experiment("imdb_lstm")
+    schedule = training.profile_settings(experiment, "paper").schedule
+    reference = budget.estimate_seconds(experiment, 2, schedule, 22_500, "cpu")
+    assert reference == pytest.approx(2 * 50 * 22.5 * budget.REFERENCE_SECONDS["cpu"]["imdb_lstm"])
+    stored = pd.DataFrame({"device": ["cpu: x86_64", "cpu: x86_64", "cuda: H100"], "wall_seconds": [10.0, 30.0, 1.0],
+                           "epochs": [2, 2, 2], "train_size": [1000, 1000, 1000]})
+    # median over the CPU rows: 10 s per epoch per 1,000 examples
+    assert budget.estimate_seconds(experiment, 3, schedule, 500, "cpu", stored) == pytest.approx(3 * 50 * 5.0)
+    assert budget.estimate_seconds(experiment, 1, schedule, 500, "tpu") == float("inf")
+    assert [budget.describe_duration(s) for s in (30, 600, 72_000, float("inf"))] == [
+        "about 30 s", "about 10 min", "about 20 h", "an unknown time"]
+
+
+def test_a_chapter_over_its_budget_trains_nothing_and_says_what_it_would_cost(tmp_path):
+    cells = training.table_cells(training.get_experiment("digits_fc"), runs=1)
+    rows, note = training.ensure_results("digits_fc", cells, profile="paper", device="cpu", results_dir=tmp_path,
+                                         budget_seconds=0.001, progress=False)
+    assert rows.empty and not ResultStore(tmp_path).path("digits_fc").exists()
+    assert note.startswith("not run here: 40 runs, about")  # the stage-1 runs are cells of the block
+    assert "on this CPU" in note and "`losscorrection sweep digits_fc --with-figure --profile paper`" in note
+    that = [training.Cell("forward_That", "symmetric", 0.2, 0)]  # needs a stage-1 run that is not asked for
+    assert training.ensure_results("digits_fc", that, profile="paper", device="cpu", results_dir=tmp_path,
+                                   budget_seconds=0.001)[1].startswith("not run here: 2 runs,")
+    rows, note = training.ensure_results("digits_fc", cells[:2], profile="smoke", device="cpu",
+                                         results_dir=tmp_path, budget_seconds=60, progress=False)
+    assert len(rows) == 2 and note is None

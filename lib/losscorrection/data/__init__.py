@@ -40,7 +40,9 @@ from .clothing1m import (
     clothing1m_overlap_transition, load_clothing1m,
 )
 from .files import CACHE_ENV, DATA_ENV, CorruptDataError, MissingDataError, resolve_data_root
-from .imdb import ACLIMDB_URL, IMDB_NPZ_URL, IMDB_WORD_INDEX_URL, build_vocabulary, pad_sequences, tokenize
+from .imdb import (
+    ACLIMDB_URL, IMDB_NPZ_URL, IMDB_WORD_INDEX_URL, encode_ranks, pad_sequences, rank_words, tokenize,
+)
 from .mnist import MNIST_NPZ_URL, MNIST_URL, read_idx_images, read_idx_labels
 from .registry import DATASETS, load_dataset, missing_files
 from .splits import TEST_FRACTION, TEST_SPLIT_SEED, Split, holdout_split, split_arrays, stratified_holdout
@@ -56,10 +58,10 @@ __all__ = [
     "MissingDataError",
     "Split",
     "augment_batch",
-    "build_vocabulary",
     "cifar10jpg_arrays",
     "clothing1m_overlap_keys",
     "clothing1m_overlap_transition",
+    "encode_ranks",
     "holdout_split",
     "load_clothing1m",
     "load_dataset",
@@ -67,6 +69,7 @@ __all__ = [
     "pad_sequences",
     "pixel_mean",
     "prepare_images",
+    "rank_words",
     "read_idx_images",
     "read_idx_labels",
     "resolve_data_root",

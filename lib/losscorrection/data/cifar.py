@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .files import (
-    _missing, _read_cache, _tar_members, _user_cache_dir, _write_cache, reading, resolve_data_root,
+    _missing, _read_cache, _tar_members, _user_cache_dir, _write_cache, reading, resolve_data_root, source_stamp,
 )
 from .splits import FullData, _fixed_order
 
@@ -144,22 +144,8 @@ def _cifar10jpg_source(root: Path) -> Path | None:
     return None
 
 
-def _source_stamp(source: Path) -> str:
-    """Size and modification time of the source (summed/maximised over a folder's JPEGs)."""
-    if source.is_file():
-        st = source.stat()
-        return f"tar-{st.st_size}-{st.st_mtime_ns}"
-    size = count = mtime = 0
-    for part in ("train", "test"):
-        for path in (source / part).glob("*/*"):
-            if _JPG_RE.search(path.as_posix()):
-                st = path.stat()
-                size, count, mtime = size + st.st_size, count + 1, max(mtime, st.st_mtime_ns)
-    return f"dir-{count}-{size}-{mtime}"
-
-
 def _cache_locations(source: Path) -> tuple[list[Path], str]:
-    name = f"cifar10jpg-v{_CACHE_VERSION}-{_source_stamp(source)}.npz"
+    name = f"cifar10jpg-v{_CACHE_VERSION}-{source_stamp(source, _JPG_RE)}.npz"
     beside = source.parent if source.is_file() else source
     return [beside, _user_cache_dir()], name
 

@@ -111,6 +111,22 @@ def _tar_members(source: Path, pattern: re.Pattern) -> Iterator[tuple[re.Match, 
                     yield match, handle.read()
 
 
+def source_stamp(source: Path, pattern: re.Pattern) -> str:
+    """An identity of a data source for naming caches: a file's size and
+    modification time, or the count, total size and latest modification time
+    of a folder's files whose path matches ``pattern``; a changed source gets a
+    new name."""
+    if source.is_file():
+        st = source.stat()
+        return f"tar-{st.st_size}-{st.st_mtime_ns}"
+    size = count = mtime = 0
+    for path in source.rglob("*"):
+        if pattern.search(path.as_posix()) and path.is_file():
+            st = path.stat()
+            size, count, mtime = size + st.st_size, count + 1, max(mtime, st.st_mtime_ns)
+    return f"dir-{count}-{size}-{mtime}"
+
+
 def _user_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "losscorrection").expanduser()
 

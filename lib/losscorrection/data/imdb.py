@@ -1,11 +1,14 @@
 """The IMDB reviews of the sentiment experiments (Section 5.1): 22,500 / 2,500 /
-25,000 reviews after the 10% hold-out, from the Keras ``imdb.npz`` (whose lists
-hold word ranks, 1 = most frequent; the start marker and the +3 offset are
-added by Keras' ``load_data``, not stored) or from the Stanford text files
-(``aclImdb/`` or its tarball). Reviews become int64 ``(n, maxlen)`` token ids:
-:func:`tokenize` splits the text, :func:`build_vocabulary` numbers the most
-frequent training words (0 padding, 1 out of vocabulary, 2.. the words) and
-:func:`pad_sequences` keeps the last ``maxlen`` ids, padded at the front.
+25,000 reviews after the 10% hold-out, encoded as the paper's data were, Keras'
+``imdb.npz`` through ``imdb.load_data(num_words=5000)``: words numbered by their
+frequency rank over the whole corpus (training and test reviews), rank ``r``
+becoming id ``r + 3`` when that is below the vocabulary size and the
+out-of-vocabulary id 2 otherwise, a start id 1 in front of every review, and
+:func:`pad_sequences` keeping the last ``maxlen`` ids, padded at the front with
+0. The source is the Keras ``imdb.npz`` (which stores the ranks) or the
+Stanford text files (``aclImdb/`` or its tarball), split into words by
+:func:`tokenize` like Keras' ``text_to_word_sequence``, ranked by
+:func:`rank_words`, and cached once encoded.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from .files import MissingDataError, _missing, _tar_members, reading
+from .files import (
+    MissingDataError, _missing, _read_cache, _tar_members, _user_cache_dir, _write_cache, reading, source_stamp,
+)
 from .splits import FullData, _fixed_order
 
 __all__ = [
     "ACLIMDB_URL",
     "IMDB_NPZ_URL",
     "IMDB_WORD_INDEX_URL",
-    "build_vocabulary",
+    "encode_ranks",
     "pad_sequences",
+    "rank_words",
     "tokenize",
 ]
 
@@ -35,7 +41,9 @@ IMDB_NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb
 IMDB_WORD_INDEX_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb_word_index.json"
 ACLIMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
-_TOKEN_RE = re.compile(r"[a-z0-9']+")
+_KERAS_FILTERS = str.maketrans({c: " " for c in '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'})
+PAD_ID, START_ID, OOV_ID, INDEX_FROM = 0, 1, 2, 3  # Keras' imdb.load_data defaults
+_CACHE_VERSION = 1
 _ACLIMDB_RE = re.compile(r"(?:^|/)aclImdb/(train|test)/(neg|pos)/([^/]+\.txt)$")
 _IMDB_LAYOUTS = (
     "Keras <root>/imdb.npz (optionally with <root>/imdb_word_index.json), "
@@ -45,24 +53,29 @@ _IMDB_GET = f"get {IMDB_NPZ_URL} (or pass download=True) or {ACLIMDB_URL}"
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-case words of a review: ``<br />`` becomes a space, tokens match ``[a-z0-9']+``."""
-    return _TOKEN_RE.findall(text.lower().replace("<br />", " "))
+    """The words of a review as Keras' ``text_to_word_sequence`` splits them: lower
+    case, ``<br />`` and the punctuation ``!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~``
+    become spaces (apostrophes stay: ``don't``), split on whitespace."""
+    return text.lower().replace("<br />", " ").translate(_KERAS_FILTERS).split()
 
 
-def build_vocabulary(sequences: Iterable[Iterable[Any]], size: int = 5000) -> dict[Any, int]:
-    """Token ids of the ``size - 2`` most frequent tokens of ``sequences``.
-
-    Frequency is the total number of occurrences; ties are broken by the
-    tokens' natural order (alphabetical for words, rank for Keras word ranks).
-    Ids start at 2: id 0 is padding and id 1 stands for every other token.
-    """
-    if size < 3:
-        raise ValueError(f"vocabulary size must be at least 3, got {size}")
+def rank_words(sequences: Iterable[Iterable[Any]]) -> dict[Any, int]:
+    """Frequency rank of every token of ``sequences``: 1 for the most frequent, ties
+    broken by the tokens' natural order (alphabetical for words)."""
     counts: Counter = Counter()
     for seq in sequences:
         counts.update(seq)
     ordered = sorted(counts, key=lambda token: (-counts[token], token))
-    return {token: i + 2 for i, token in enumerate(ordered[: size - 2])}
+    return {token: rank for rank, token in enumerate(ordered, 1)}
+
+
+def encode_ranks(ranks: Iterable[int], vocabulary_size: int) -> list[int]:
+    """Keras ``imdb.load_data(num_words=vocabulary_size)`` for one review of word
+    ranks: :data:`START_ID` first, then ``rank + 3`` where that is below
+    ``vocabulary_size``, :data:`OOV_ID` for the rarer words."""
+    if vocabulary_size <= INDEX_FROM:
+        raise ValueError(f"vocabulary size must be above {INDEX_FROM}, got {vocabulary_size}")
+    return [START_ID] + [r + INDEX_FROM if r + INDEX_FROM < vocabulary_size else OOV_ID for r in ranks]
 
 
 def pad_sequences(sequences: Sequence[Sequence[int]], maxlen: int) -> np.ndarray:
@@ -141,38 +154,65 @@ def _load_imdb(
     root: Path, download: bool, vocabulary_size: int = 5000, maxlen: int = 400, source: str = "auto"
 ) -> FullData:
     kind, path = _imdb_source(root, source, download)
-    words: tuple[str, ...] | None = None
     if kind == "npz":
-        with reading(path, f"delete it and get it again from {IMDB_NPZ_URL}"), np.load(path, allow_pickle=True) as f:
-            raw = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-        train = [[int(w) for w in seq] for seq in raw["x_train"]]
-        test = [[int(w) for w in seq] for seq in raw["x_test"]]
-        y_train, y_test = raw["y_train"].astype(np.int64), raw["y_test"].astype(np.int64)
-        vocab = build_vocabulary(train, vocabulary_size)
-        index_file = root / "imdb_word_index.json"
-        if index_file.is_file():
-            by_rank = {int(r): w for w, r in json.loads(index_file.read_text(encoding="utf-8")).items()}
-            words = ("<pad>", "<oov>", *(by_rank.get(r, f"#{r}") for r in vocab))
-        origin = f"Keras {path.name} (word ranks)"
+        encoded = _npz_encoded(root, path, vocabulary_size, maxlen)
+        origin = f"Keras {path.name}"
     else:
-        parts = _aclimdb_texts(path)
-        train = [tokenize(t) for t in parts["train"][0]]
-        test = [tokenize(t) for t in parts["test"][0]]
-        y_train, y_test = parts["train"][1], parts["test"][1]
-        vocab = build_vocabulary(train, vocabulary_size)
-        words = ("<pad>", "<oov>", *vocab)
-        origin = f"Stanford {path.name} text"
-    x_train = pad_sequences([[vocab.get(t, 1) for t in seq] for seq in train], maxlen)
-    x_test = pad_sequences([[vocab.get(t, 1) for t in seq] for seq in test], maxlen)
-    order = _fixed_order(len(y_test))
+        encoded = _text_encoded(path, vocabulary_size, maxlen)
+        origin = f"Stanford {path.name} text, tokenised like Keras"
+    order = _fixed_order(len(encoded["y_test"]))
+    words = encoded.get("words")
     return FullData(
-        x_train, y_train, x_test[order], y_test[order], ("negative", "positive"),
-        f"IMDB movie reviews ({origin}): {len(y_train):,} training reviews with 10% held out for "
-        f"validation, {len(y_test):,} test reviews; {vocabulary_size:,}-word vocabulary of the training "
-        f"reviews (0 padding, 1 out of vocabulary), sequences of {maxlen} tokens (last tokens kept, "
-        "padded at the front)",
-        words,
+        encoded["x_train"], encoded["y_train"], encoded["x_test"][order], encoded["y_test"][order],
+        ("negative", "positive"),
+        f"IMDB movie reviews ({origin}): {len(encoded['y_train']):,} training reviews with 10% held out for "
+        f"validation, {len(encoded['y_test']):,} test reviews; words ranked by frequency over all reviews, "
+        f"ids below {vocabulary_size:,} kept (0 padding, 1 start, 2 out of vocabulary, rank + 3), "
+        f"sequences of {maxlen} ids (last ids kept, padded at the front)",
+        None if words is None else tuple(str(w) for w in words),
     )
+
+
+def _vocabulary(by_rank: dict[int, str], vocabulary_size: int) -> np.ndarray:
+    """The word of every id below ``vocabulary_size``."""
+    special = ["<pad>", "<start>", "<oov>", "<unused>"]  # Keras never emits id 3 (rank 0)
+    return np.array(special + [by_rank.get(i - INDEX_FROM, f"#{i - INDEX_FROM}")
+                               for i in range(len(special), vocabulary_size)])
+
+
+def _npz_encoded(root: Path, path: Path, vocabulary_size: int, maxlen: int) -> dict[str, np.ndarray]:
+    """The Keras ``imdb.npz`` (lists of word ranks) encoded as ``imdb.load_data`` does."""
+    with reading(path, f"delete it and get it again from {IMDB_NPZ_URL}"), np.load(path, allow_pickle=True) as f:
+        raw = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    out = {part: pad_sequences([encode_ranks((int(w) for w in seq), vocabulary_size) for seq in raw[part]], maxlen)
+           for part in ("x_train", "x_test")}
+    out |= {part: raw[part].astype(np.int64) for part in ("y_train", "y_test")}
+    index_file = root / "imdb_word_index.json"
+    if index_file.is_file():
+        by_rank = {int(r): w for w, r in json.loads(index_file.read_text(encoding="utf-8")).items()}
+        out["words"] = _vocabulary(by_rank, vocabulary_size)
+    return out
+
+
+def _text_encoded(path: Path, vocabulary_size: int, maxlen: int) -> dict[str, np.ndarray]:
+    """The Stanford reviews tokenised, ranked over the whole corpus and encoded like
+    the Keras file, read from the cache when an earlier call wrote it."""
+    name = f"imdb-v{_CACHE_VERSION}-{source_stamp(path, _ACLIMDB_RE)}-{vocabulary_size}-{maxlen}.npz"
+    folders = [path.parent if path.is_file() else path, _user_cache_dir()]
+    keys = ("x_train", "y_train", "x_test", "y_test", "words")
+    for folder in folders:
+        cached = _read_cache(folder / name, keys) if (folder / name).is_file() else None
+        if cached is not None:
+            return cached
+    parts = _aclimdb_texts(path)
+    tokens = {part: [tokenize(t) for t in parts[part][0]] for part in ("train", "test")}
+    ranks = rank_words(tokens["train"] + tokens["test"])
+    out = {f"x_{part}": pad_sequences([encode_ranks((ranks[w] for w in seq), vocabulary_size) for seq in tokens[part]],
+                                      maxlen) for part in ("train", "test")}
+    out |= {f"y_{part}": parts[part][1] for part in ("train", "test")}
+    out["words"] = _vocabulary({r: w for w, r in ranks.items()}, vocabulary_size)
+    _write_cache(out, folders, name, "encoded IMDB reviews")
+    return out
 
 
 def _imdb_missing(root: Path) -> list[str]:
