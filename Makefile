@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 # missing and feasible), quick (minutes on a CPU), smoke (seconds).
 PROFILE ?= paper
 DEVICE ?= auto
+# A chapter trains its missing cells only when they are estimated to take at
+# most BUDGET minutes; otherwise it says what they would cost.
+BUDGET ?= 5
 # pytest's own exit status is recorded here, because make reports every
 # failing recipe as status 2 (see .ci/run).
 PYTEST_RC_FILE ?= $(VENV)/.pytest-exit-code
@@ -56,7 +59,7 @@ test: install $(if $(filter yes,$(BROWSER)),browser)
 # --path-output . puts the result in ./_build/html. -W -n --keep-going turns
 # every warning (including broken references) into a build failure.
 book: install
-	$(PY) book/execute_notebooks.py --profile $(PROFILE) --device $(DEVICE)
+	$(PY) book/execute_notebooks.py --profile $(PROFILE) --device $(DEVICE) --budget-minutes $(BUDGET)
 	$(VENV)/bin/jupyter-book build . --path-output . --config _config.yml --toc book/_toc.yml -W -n --keep-going
 
 clean:

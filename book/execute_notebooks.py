@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import jupytext
+import nbformat
 import papermill
 from tqdm import tqdm
 
@@ -42,15 +43,30 @@ def execute(name: str, output_dir: Path, parameters: dict, progress: bool) -> fl
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     unexecuted = output_dir / f".{name}.source.ipynb"
     jupytext.write(notebook, unexecuted)
+    declared = papermill.inspect_notebook(str(unexecuted))  # pass each notebook only its own parameters
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(unexecuted), str(output_dir / f"{name}.ipynb"), parameters=parameters,
+            str(unexecuted), str(output_dir / f"{name}.ipynb"),
+            parameters={k: v for k, v in parameters.items() if k in declared},
             kernel_name="python3", cwd=str(ROOT), progress_bar=progress, log_output=False,
         )
     finally:
         unexecuted.unlink(missing_ok=True)
+    fold_injected_parameters(output_dir / f"{name}.ipynb")
     return time.perf_counter() - started
+
+
+def fold_injected_parameters(path: Path) -> None:
+    """Fold the cell papermill injects (the values this build used) behind a
+    toggle, so that a page shows its parameters once: the notebook's own
+    ``parameters`` cell, with the build's values one click away."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+    nbformat.write(notebook, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,12 +86,13 @@ try:
     clothing = data.load_clothing1m(data_root)
     synthetic, missing = False, None
 except data.MissingDataError as err:
-    synthetic, missing = True, str(err)
+    synthetic, missing = True, ", ".join(Path(m).name for m in err.missing)
 if synthetic:
-    display(Markdown(f"**Not run here: needs Clothing1M.** The loader reports: *{missing}*. "
-                     "Everything below marked *synthetic* runs on generated stand-in data."))
+    display(Markdown(f"**Not run here: needs Clothing1M** ({missing} under `<data root>/clothing1m/`; "
+                     "see the README's Data section). Everything below marked *synthetic* runs on "
+                     "generated stand-in data."))
 else:
-    display(Markdown(f"Clothing1M found in `{clothing.root}`."))
+    display(Markdown("Clothing1M found under the data root."))
 
 # %% [markdown]
 # ## A synthetic stand-in in Clothing1M's layout

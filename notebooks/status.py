@@ -37,6 +37,7 @@ progress = True
 from IPython.display import Markdown, display
 
 from losscorrection import report
+from losscorrection.methods import METHOD_SPECS
 
 status = report.status_table(results_dir, profiles=(profile,), data_root=data_root)
 # one column for every "needs <dataset> data": the experiment names the data set
@@ -48,4 +49,5 @@ display(counts)
 
 # %%
 for name, part in status.groupby("experiment", sort=False):
-    display(Markdown(f"### {name}\n\n" + part.drop(columns="experiment").to_markdown(index=False)))
+    shown = part.drop(columns="experiment").assign(method=part["method"].map(lambda m: METHOD_SPECS[m].label))
+    display(Markdown(f"### {name}\n\n" + shown.to_markdown(index=False)))

@@ -189,7 +189,7 @@ for seed in range(RUNS):
     ]
 results = pd.DataFrame(rows)
 summary = results.groupby("method", sort=False).agg(
-    accuracy=("test accuracy", "mean"), std=("test accuracy", "std"), runs=("run", "count"),
+    accuracy=("test accuracy", "mean"), std=("test accuracy", lambda r: r.std(ddof=0)), runs=("run", "count"),
     T_error=("‖T̂ − T‖₁ / ‖T‖₁", "mean"))
 display(Markdown(f"Clean test accuracy (%) on scikit-learn digits ({len(y_test)} test images), "
                  f"asymmetric MNIST noise N = {noise_rate}, {EPOCHS} epochs, mean and standard "
@@ -325,6 +325,7 @@ shutil.rmtree(workdir)  # the example files are no longer needed
 from dataclasses import replace
 
 from losscorrection import data, training
+from losscorrection.methods import METHOD_SPECS
 from losscorrection.results import ResultStore
 
 y_rest_noisy = noise.corrupt(y_rest, T, seed=3)  # stands for your noisy labels
@@ -344,7 +345,9 @@ rows = training.run_cells(experiment, cells, profile="paper", device=DEVICE, res
 store = ResultStore(store_dir)
 T_hat_errors = [estimation.estimation_error(store.get_transition(experiment.key, "none", 0.0, k, "paper"), T)
                 for k in range(RUNS)]
-summary = rows.groupby("method", sort=False)["test_accuracy"].agg(["mean", "std", "count"]).reindex(methods)
+summary = rows.groupby("method", sort=False)["test_accuracy"].agg(
+    mean="mean", std=lambda r: r.std(ddof=0), runs="count").reindex(methods)  # std as the paper: ddof 0
+summary.index = [METHOD_SPECS[m].label for m in summary.index]
 display(Markdown(
     f"`run_cells` trained {len(rows)} runs in {rows['wall_seconds'].sum():.1f} s "
     f"({rows['device'].iloc[0]}); clean test accuracy (%), mean and standard deviation over runs. "

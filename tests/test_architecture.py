@@ -21,7 +21,7 @@ LAYERS = {
     "noise": 0, "methods": 0, "losses": 0, "estimation": 0, "atomic": 0,
     "models": 1, "data": 1, "store": 1,
     "training": 2,
-    "results": 3, "report": 3,
+    "results": 3, "report": 3, "agreement": 3,
     "cli": 4,
 }
 

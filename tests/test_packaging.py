@@ -118,3 +118,25 @@ def test_ci_script():
     ), ".ci/run must default LOSSCORR_DATA to ../shared/data"
     assert "set -euo pipefail" in text
     assert os.access(script, os.X_OK), ".ci/run must be executable"
+
+
+def test_the_publishing_workflow_builds_the_book_without_data_and_deploys_it():
+    """The workflow parses as YAML, builds with `make book` from the committed
+    results (no data root set), uploads _build/html and deploys it to Pages."""
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert "push" in triggers and "workflow_dispatch" in triggers
+    assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    runs = "\n".join(step.get("run", "") for step in build["steps"])
+    assert "make book" in runs and "LOSSCORR_DATA" not in runs
+    uses = [step.get("uses", "") for step in build["steps"] + deploy["steps"]]
+    assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
+    assert any(u.startswith("actions/deploy-pages") for u in uses)
+    assert deploy["needs"] == "build"
+    appended = runs.split("cat >> _config.yml <<EOF\n", 1)[1].split("\nEOF", 1)[0]
+    config = yaml.safe_load((ROOT / "_config.yml").read_text() + "\n" + appended)
+    assert config["repository"]["url"].startswith("https://github.com/${{ github.repository }}")
+    assert "launch_buttons" not in config

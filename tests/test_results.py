@@ -147,7 +147,7 @@ def test_missing_data_gives_a_note_and_an_empty_block(tmp_path):
     assert block.frame.empty and list(block.frame.columns) == list(results.COLUMNS)
     assert block.note.startswith("not run here: needs mnist data")
     assert "train-images-idx3-ubyte" in block.note
-    assert "97.9 ± 0.0" in block.markdown  # the paper's column is still shown
+    assert "| cross-entropy  | – · 97.9 " in block.markdown  # the paper's column is still shown
     # without training, absent data is named too (not "not run yet")
     shown = report.table_block("mnist", profile="smoke", data_root=tmp_path, results_dir=tmp_path,
                                train_missing=False)
@@ -168,6 +168,24 @@ def test_a_block_with_no_numbers_at_all_shows_only_its_note(tmp_path):
                                data_root=tmp_path)
     assert block.note.startswith("not run here: needs cifar10jpg data")
     assert "|" not in block.markdown
+
+
+def test_compact_table_speaks_the_papers_names_and_marks():
+    frame = pd.concat([
+        runs({"cross_entropy": [52.0, 53.0, 52.5], "forward_T": [93.0, 93.2, 92.8],
+              "forward_That": [64.0, 63.0, 65.0]}, "asymmetric", 0.6),
+        runs({"cross_entropy": [94.0, 94.2, 94.4], "forward_T": [94.1, 94.3, 94.2]}, "none", 0.0),
+    ])
+    table = results.compact_table(frame, "mnist_fc", [("none", 0.0), ("asymmetric", 0.6)], runs=5)
+    assert list(table.columns) == ["none", "asym. N = 0.6"]
+    assert list(table.index) == [results.METHOD_SPECS[m].label for m in results.METHODS]
+    assert not set(results.METHODS) & set(table.index)  # no library keys
+    # the best at N = 0.6 is the true T: bold and starred; the paper's ⋆ follows its value; 3 of 5 runs
+    assert table.loc["forward →T", "asym. N = 0.6"] == "**93.0 ± 0.2**⋆ (3) · 97.3⋆"
+    assert table.loc["cross-entropy", "asym. N = 0.6"] == "52.5 ± 0.4 (3) · 53.0"
+    assert table.loc["Savage", "none"] == "– · 97.3"
+    assert results.compact_table(frame, None, [("none", 0.0)]).loc["Savage", "none"] == "–"
+    assert "over 5 runs" in results.compact_legend(5, True) and "one run" in results.compact_legend(1, True)
 
 
 def test_format_accuracy_shows_no_spread_for_a_single_run():

@@ -15,8 +15,8 @@ import seaborn as sns
 from . import training
 from .data import missing_files as data_missing_files
 from .results import (
-    METHODS, ResultStore, compare_with_paper, format_accuracy, paper_table, plot_accuracy_vs_noise, summarize,
-    to_markdown,
+    METHODS, ResultStore, compact_legend, compact_table, format_accuracy, paper_table, plot_accuracy_vs_noise,
+    summarize,
 )
 
 __all__ = ["Block", "figure_panel", "plot_transition_pair", "status_table", "table_block"]
@@ -65,9 +65,11 @@ def table_block(
         lines.append(f"Paper column: {experiment.paper_note}.")
     if note:
         lines.append(f"*{note}.*")
-    table = compare_with_paper(frame, experiment.paper_block, bold=True, settings=list(experiment.settings))
-    if (table != "").to_numpy().any():  # neither ours nor the paper's: the note says it all
-        lines.append(to_markdown(table))
+    table = compact_table(frame, experiment.paper_block, list(experiment.settings),
+                          runs=_runs(experiment, profile, runs))
+    if (table != "–").to_numpy().any():  # neither ours nor the paper's: the note says it all
+        lines.append(table.reset_index().to_markdown(index=False))
+        lines.append(compact_legend(_runs(experiment, profile, runs), experiment.paper_block is not None))
     return Block(experiment, frame, note, "\n\n".join(lines))
 
 

@@ -11,7 +11,7 @@ from importlib import resources
 
 import pandas as pd
 
-from .methods import METHODS
+from .methods import METHOD_SPECS, METHODS, method_spec
 from .noise import NOISES
 from .store import CELL_KEY, COLUMNS, ResultStore, cell_key, device_description, git_commit, timestamp
 from .store import rate_key
@@ -23,6 +23,8 @@ __all__ = [
     "NOISES",
     "ResultStore",
     "cell_key",
+    "compact_legend",
+    "compact_table",
     "compare_with_paper",
     "device_description",
     "figure_summary",
@@ -32,6 +34,7 @@ __all__ = [
     "paper_table3",
     "plot_accuracy_vs_noise",
     "significance_marks",
+    "star_marks",
     "summarize",
     "timestamp",
     "to_markdown",
@@ -127,6 +130,69 @@ def compare_with_paper(
     return table
 
 
+def _short_setting(noise: str, rate: float) -> str:
+    return "none" if noise == "none" else f"{'sym.' if noise == 'symmetric' else 'asym.'} N = {rate:g}"
+
+
+def star_marks(frame: pd.DataFrame) -> set[tuple[str, str, float]]:
+    """The paper's ⋆: ``(method, noise, rate)`` of each column whose highest mean
+    accuracy is a correction with the true T."""
+    if frame.empty:
+        return set()
+    means = summarize(frame)
+    best = means.loc[means.groupby(["noise", "rate"], sort=False)["accuracy_mean"].idxmax()]
+    return {(m, n, rate_key(r)) for m, n, r in zip(best["method"], best["noise"], best["rate"])
+            if method_spec(m).uses_true_T}
+
+
+def compact_table(
+    frame: pd.DataFrame, paper_experiment: str | None, settings: list[tuple[str, float]], runs: int | None = None
+) -> pd.DataFrame:
+    """A Table 2 block that fits a page: rows are the methods as the paper names
+    them, one column per noise setting, each cell ``ours · paper``.
+
+    Ours is ``mean ± std`` (bold by :func:`significance_marks`, ⋆ by
+    :func:`star_marks`, ``(n)`` when the run count is not ``runs``), or ``–``;
+    the paper's is its published mean with its ⋆ and †.
+    """
+    ours = summarize(frame) if not frame.empty else pd.DataFrame(columns=["method", "noise", "rate", "bold"])
+    if not frame.empty:
+        ours = ours.merge(significance_marks(frame), on=["method", "noise", "rate"], how="left")
+    stars = star_marks(frame)
+    paper = paper_table()
+    paper = paper[paper["experiment"] == paper_experiment] if paper_experiment else paper.iloc[:0]
+    columns = [_short_setting(n, r) for n, r in settings]
+    table = pd.DataFrame("–", index=pd.Index([METHOD_SPECS[m].label for m in METHODS], name="method"),
+                         columns=columns, dtype=object)
+    mine = {(row.method, row.noise, rate_key(row.rate)): row for row in ours.itertuples(index=False)}
+    published = {(row.method, row.noise, rate_key(row.rate)): row for row in paper.itertuples(index=False)}
+    for method in METHODS:
+        for (noise, rate), column in zip(settings, columns):
+            key = (method, noise, rate_key(rate))
+            text = "–"
+            if key in mine:
+                row = mine[key]
+                text = format_accuracy(row.accuracy_mean, row.accuracy_std, row.runs, with_runs=False)
+                text = f"**{text}**" if row.bold is True or row.bold == 1 else text
+                text += "⋆" if key in stars else ""
+                text += f" ({row.runs})" if runs is not None and row.runs != runs else ""
+            if key in published:
+                row = published[key]
+                text += f" · {row.accuracy_mean:.1f}" + "⋆" * int(row.star) + "†" * int(row.dagger)
+            table.loc[METHOD_SPECS[method].label, column] = text
+    return table
+
+
+def compact_legend(runs: int | None, with_paper: bool) -> str:
+    """The legend of :func:`compact_table`."""
+    ours = f"ours (mean ± standard deviation over {runs} runs)" if runs and runs > 1 else "ours (one run)"
+    paper = " · the paper's" if with_paper else ""
+    return (f"Each cell: {ours}{paper}. **Bold**: the paper's rule "
+            "(the best method and every method a Welch t-test at p < 0.05 cannot separate from it; within "
+            "0.5 points for single runs). ⋆: the best accuracy of the column uses the true T. †: T̂ beats "
+            "T = I without added noise. –: not run.")
+
+
 def format_accuracy(mean: float, std: float, runs: int | None = None, with_runs: bool = True) -> str:
     """``"mean ± std (runs)"`` to one decimal. A single run has no spread, so it
     is shown as its value alone; without ``runs`` (or with ``with_runs=False``)
@@ -135,7 +201,7 @@ def format_accuracy(mean: float, std: float, runs: int | None = None, with_runs:
     return f"{text} ({runs})" if runs is not None and with_runs else text
 
 
-ORACLE_METHODS = ("backward_T", "forward_T")  # use the true T: starred in the paper's Table 2
+ORACLE_METHODS = tuple(m for m in METHODS if method_spec(m).uses_true_T)  # starred in the paper's Table 2
 
 
 def significance_marks(frame: pd.DataFrame, alpha: float = 0.05, margin: float = 0.5) -> pd.DataFrame:
