@@ -51,6 +51,7 @@ contrast_rate = 0.2  # a lower N for comparison (None: skip)
 # %%
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -75,7 +76,8 @@ try:
     experiment, settings, split = load(dataset)
     fallback = None
 except data.MissingDataError as err:
-    fallback = f"{dataset} is not available here ({err}); this run uses scikit-learn's digits instead."
+    absent = ", ".join(Path(m).name for m in err.missing)
+    fallback = f"{dataset} is not available here (needs {absent}); this run uses scikit-learn's digits instead."
     dataset = "digits"
     experiment, settings, split = load(dataset)
 

@@ -198,3 +198,40 @@ def test_pages_render_in_chromium_with_typeset_math(built_book, chromium, tmp_pa
     assert typeset >= math, f"{page}: {typeset} formulas typeset of {math}"
     if page == "book/theory":
         assert math > 50
+
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  let worst = -1e9, count = 0;
+  for (const table of document.querySelectorAll(".cell_output table")) {
+    const box = table.closest(".cell_output");
+    worst = Math.max(worst, table.getBoundingClientRect().width - box.clientWidth);
+    count += 1;
+  }
+  document.body.setAttribute("data-tables", String(count));
+  document.body.setAttribute("data-overflow", String(Math.round(worst)));
+}, 1000));
+</script>"""
+
+
+def table_overflow(browser: str, page: Path) -> tuple[int, int]:
+    """(tables, pixels by which the widest result table passes its cell's width)."""
+    probed = page.with_name(page.stem + ".probe.html")
+    probed.write_text(page.read_text().replace("</body>", WIDTH_PROBE + "</body>"))
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=5000",
+         "--window-size=1280,1600", "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=180, check=True).stdout
+    tables = re.search(r'data-tables="(\d+)"', dom)
+    overflow = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert tables and overflow, "the width probe did not run"
+    return int(tables[1]), int(overflow[1])
+
+
+def test_result_tables_fit_the_page_width(built_book, chromium):
+    """The comparison chapter's Table 2 blocks, at a laptop's window width, need no
+    sideways scrolling."""
+    tables, overflow = table_overflow(chromium, built_book / "_build" / "html" / "book" / "generated" /
+                                      "comparison.html")
+    assert tables >= len(training.EXPERIMENTS)
+    assert overflow <= 1, f"the widest table is {overflow} px wider than the page's content"

@@ -130,6 +130,9 @@ def compare_with_paper(
     return table
 
 
+NBSP = "\u00a0"
+
+
 def _short_setting(noise: str, rate: float) -> str:
     return "none" if noise == "none" else f"{'sym.' if noise == 'symmetric' else 'asym.'} N = {rate:g}"
 
@@ -176,6 +179,7 @@ def compact_table(
                 text = f"**{text}**" if row.bold is True or row.bold == 1 else text
                 text += "⋆" if key in stars else ""
                 text += f" ({row.runs})" if runs is not None and row.runs != runs else ""
+            text = text.replace(" ", NBSP)  # a value never breaks; a cell may break between ours and the paper's
             if key in published:
                 row = published[key]
                 text += f" · {row.accuracy_mean:.1f}" + "⋆" * int(row.star) + "†" * int(row.dagger)
