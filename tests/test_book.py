@@ -118,7 +118,7 @@ def test_every_figure_is_an_image(built_book):
 
 def test_mnist_chapter_leads_with_the_papers_protocol_then_the_small_variants(built_book):
     page = html(built_book, "book/generated/mnist")
-    assert page.index("the paper&#8217;s 60k/10k protocol") < page.index("MNIST-10k, fully connected")
+    assert page.index("the paper\u2019s 60k/10k protocol") < page.index("MNIST-10k, fully connected")
     assert "digits" in page and "needs mnist data" not in page  # the shared data has all of MNIST
     assert page.count("<img") >= 3  # Figure 1a on MNIST, MNIST-10k and digits
 
