@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 import dataset_files as files
+from conftest import find_real_data_root
 from losscorrection import data
 from losscorrection.data import imdb
 
@@ -800,3 +801,77 @@ def test_the_command_line_reports_a_damaged_file_without_a_traceback(name, tmp_p
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert str(path) in result.stderr
+
+
+# ------------------------------------------------------------------ CIFAR-10N
+
+
+def write_cifar10n(root: Path, seed: int = 0) -> dict:
+    """A small CIFAR-10N release: 3 classes x 4 images; the mapping lists the images
+    in their original order, which is not the JPEG copy's (class, file) order."""
+    rng = np.random.default_rng(seed)
+    classes = ["airplane", "bird", "cat"]
+    clean = np.repeat([2, 0, 1], 4)[rng.permutation(12)]
+    files_per_class = {c: iter(range(4)) for c in range(3)}
+    paths = [f"cifar10-jpg/train/{classes[c]}/{next(files_per_class[c]):04d}.jpg" for c in clean]
+    labels = {"clean_label": clean}
+    for key in ("aggre_label", "worse_label", "random_label1", "random_label2", "random_label3"):
+        labels[key] = np.where(rng.random(12) < 0.4, rng.integers(0, 3, 12), clean)
+    base = root / "cifar10n"
+    base.mkdir(parents=True)
+    torch.save(labels, base / "CIFAR-10_human.pt")
+    rows = ["orig_index,clean_label,class,jpg_path"] + [f"{i},{c},{classes[c]},{p}" for i, (c, p) in
+                                                        enumerate(zip(clean, paths))]
+    (base / "cifar10_train_index_to_jpgcopy.csv").write_text("\n".join(rows) + "\n")
+    return {"labels": labels, "paths": paths}
+
+
+def test_cifar10n_labels_follow_the_jpeg_copys_order(tmp_path):
+    written = write_cifar10n(tmp_path)
+    human = data.load_cifar10n_labels(tmp_path)
+    order = sorted(range(12), key=lambda i: written["paths"][i].split("/")[-2:])  # class folder, then file
+    np.testing.assert_array_equal(human.clean, written["labels"]["clean_label"][order])
+    np.testing.assert_array_equal(human["worst"], written["labels"]["worse_label"][order])
+    assert list(human.clean) == sorted(human.clean)  # the copy's training images go class by class
+    noisy = written["labels"]["aggre_label"]
+    assert human.noise_rate("aggre") == pytest.approx((noisy != written["labels"]["clean_label"]).mean())
+    T = human.transition("aggre", num_classes=3)
+    expected = np.zeros((3, 3))
+    for c, h in zip(written["labels"]["clean_label"], noisy):
+        expected[c, h] += 1
+    np.testing.assert_allclose(T, expected / expected.sum(axis=1, keepdims=True))
+    with pytest.raises(ValueError, match="unknown CIFAR-10N label set 'random4'"):
+        human["random4"]
+
+
+def test_cifar10n_missing_and_damaged_files(tmp_path):
+    with pytest.raises(data.MissingDataError, match="CIFAR-10_human.pt"):
+        data.load_cifar10n_labels(tmp_path)
+    write_cifar10n(tmp_path)
+    path = truncate(tmp_path / "cifar10n" / "CIFAR-10_human.pt")
+    with pytest.raises(data.CorruptDataError) as err:
+        data.load_cifar10n_labels(tmp_path)
+    assert str(err.value).startswith(f"{path}: ") and "intact copy" in str(err.value)
+
+
+def test_cifar10n_mapping_must_agree_with_the_labels(tmp_path):
+    write_cifar10n(tmp_path)
+    mapping = tmp_path / "cifar10n" / "cifar10_train_index_to_jpgcopy.csv"
+    lines = mapping.read_text().splitlines()
+    index, clean, cls, path = lines[1].split(",")
+    lines[1] = ",".join([index, str((int(clean) + 1) % 3), cls, path])
+    mapping.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.CorruptDataError, match="disagree"):
+        data.load_cifar10n_labels(tmp_path)
+
+
+def test_cifar10n_on_the_real_jpeg_copy():
+    root = find_real_data_root(("cifar10jpg",))
+    if not (root / "cifar10n" / "CIFAR-10_human.pt").is_file():
+        pytest.skip(f"no CIFAR-10N labels under {root}")
+    human = data.load_cifar10n_labels(root)
+    np.testing.assert_array_equal(human.clean, data.cifar10jpg_arrays(root, progress=False)["y_train"])
+    rates = {name: human.noise_rate(name) for name in data.LABEL_SETS}
+    # the rates the CIFAR-10N release states: aggre 9.03 %, random1 17.23 %, worst 40.21 %
+    assert rates["aggre"] == pytest.approx(0.0903, abs=5e-4) and rates["worst"] == pytest.approx(0.4021, abs=5e-4)
+    assert rates["random1"] == pytest.approx(0.1723, abs=5e-4)

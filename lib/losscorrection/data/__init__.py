@@ -17,6 +17,8 @@ the accepted layouts and where to get the data. The modules:
 - :mod:`~losscorrection.data.cifar`: ``cifar10``, ``cifar100`` (45,000 / 5,000 /
   10,000, uint8 ``(n, 3, 32, 32)``) and ``cifar10jpg``, CIFAR-10 decoded once
   from its JPEG copy into a cache;
+- :mod:`~losscorrection.data.cifar10n`: CIFAR-10N's human labels in the JPEG
+  copy's training order (:func:`load_cifar10n_labels`);
 - :mod:`~losscorrection.data.clothing1m`: Clothing1M as a list of image files
   (:func:`load_clothing1m`, :class:`ImageListDataset`,
   :func:`clothing1m_overlap_transition`);
@@ -35,6 +37,7 @@ the accepted layouts and where to get the data. The modules:
 # are importable from here, as they always were, without being in __all__.
 from .augmentation import augment_batch, pixel_mean, prepare_images
 from .cifar import CIFAR10_CLASSES, CIFAR10_URL, CIFAR100_URL, cifar10jpg_arrays
+from .cifar10n import CIFAR10N_URL, LABEL_SETS, HumanLabels, load_cifar10n_labels
 from .clothing1m import (
     CLOTHING1M_CLASSES, CLOTHING1M_URL, Clothing1M, ImageList, ImageListDataset, clothing1m_overlap_keys,
     clothing1m_overlap_transition, load_clothing1m,
@@ -52,6 +55,7 @@ __all__ = [
     "CLOTHING1M_CLASSES",
     "DATASETS",
     "Clothing1M",
+    "HumanLabels",
     "CorruptDataError",
     "ImageList",
     "ImageListDataset",
@@ -63,6 +67,7 @@ __all__ = [
     "clothing1m_overlap_transition",
     "encode_ranks",
     "holdout_split",
+    "load_cifar10n_labels",
     "load_clothing1m",
     "load_dataset",
     "missing_files",
