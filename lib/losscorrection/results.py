@@ -249,12 +249,10 @@ def significance_marks(frame: pd.DataFrame, alpha: float = 0.05, margin: float =
     return pd.DataFrame(out, columns=["method", "noise", "rate", "bold"])
 
 
+# The methods of Figure 1, named as in Table 2, T and T̂ in mathtext (which draws the hat in place).
 FIGURE_LABELS = {
-    "cross_entropy": "cross-entropy",
-    "backward_T": "backward, T",
-    "backward_That": r"backward, $\hat{T}$",
-    "forward_T": "forward, T",
-    "forward_That": r"forward, $\hat{T}$",
+    m: METHOD_SPECS[m].label.replace("T̂", "\0").replace("T", "$T$").replace("\0", r"$\hat{T}$")
+    for m in ("cross_entropy", "backward_T", "backward_That", "forward_T", "forward_That")
 }
 
 
@@ -282,7 +280,7 @@ def plot_accuracy_vs_noise(frame: pd.DataFrame, ax=None, title: str | None = Non
         color, line = styles[method]
         ax.errorbar(part["rate"], part["accuracy_mean"], yerr=part["accuracy_std"], color=color,
                     linestyle=line, marker="o", markersize=3, capsize=2, label=label)
-    ax.set_xlabel("noise rate N (asymmetric)")
+    ax.set_xlabel("asymmetric noise rate $N$")
     ax.set_ylabel("test accuracy (%)")
     if title:
         ax.set_title(title)
