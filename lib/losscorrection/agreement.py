@@ -123,8 +123,8 @@ def claims(results_dir="results", profile: str = "paper") -> list[Claim]:
 
     pairs = [(f, b) for f, b in (("forward_T", "backward_T"), ("forward_That", "backward_That"))
              if {f, b} <= set(noisy.columns)]
-    compared = [noisy[f] >= noisy[b] - 0.5 for f, b in pairs]
-    wins = pd.concat(compared).dropna() if compared else pd.Series(dtype=bool)
+    compared = [both[f] >= both[b] - 0.5 for f, b in pairs if not (both := noisy[[f, b]].dropna()).empty]
+    wins = pd.concat(compared) if compared else pd.Series(dtype=bool)
     out.append(Claim(
         "Forward correction is at least as good as backward (within 0.5 points).",
         f"{int(wins.sum())} of {len(wins)} noisy columns, with T and with T̂.", _verdict(wins.mean(), len(wins))))
@@ -132,7 +132,7 @@ def claims(results_dir="results", profile: str = "paper") -> list[Claim]:
     if {"forward_T", "cross_entropy"} <= set(wide.columns):
         clean = wide.xs("none", level="noise")["cross_entropy"].droplevel("rate")
         gap = (clean.reindex(noisy.index.get_level_values("experiment")).to_numpy()
-               - noisy["forward_T"].to_numpy())
+               - noisy["forward_T"].to_numpy())  # NaN where either is missing, dropped below
         gap = gap[~np.isnan(gap)]
         recovered = gap <= 3.0
         out.append(Claim(
@@ -159,7 +159,8 @@ def claims(results_dir="results", profile: str = "paper") -> list[Claim]:
     asym = noisy[noisy.index.get_level_values("noise") == "asymmetric"]
     bounded = [m for m in ("unhinged_bn", "sigmoid_bn") if m in asym.columns]
     if bounded and "forward_T" in asym.columns:
-        trail = (asym[bounded].max(axis=1) < asym["forward_T"]).dropna()
+        both = asym[[*bounded, "forward_T"]].dropna()
+        trail = both[bounded].max(axis=1) < both["forward_T"]
         out.append(Claim(
             "The bounded losses (unhinged, sigmoid with a BN output) trail the corrections under asymmetric noise.",
             f"both below forward →T in {int(trail.sum())} of {len(trail)} asymmetric columns.",
