@@ -124,6 +124,17 @@ def test_missing_files_is_what_loading_reports(tmp_path, name):
     assert data.missing_files(name, tmp_path) == list(err.value.missing)
 
 
+@pytest.mark.parametrize("name", list(data.registry.REGISTRY))
+def test_nominal_training_size_is_the_loaded_one(name):
+    """The size a cost estimate uses without reading the data is the loaded split's."""
+    root = find_real_data_root() if name != "digits" else None
+    if name != "digits" and data.missing_files(name, root):
+        pytest.skip(f"no {name} data under {root}")
+    kwargs = {"progress": False} if name == "cifar10jpg" else {}
+    assert data.nominal_train_size(name) == data.load_dataset(name, root, **kwargs).sizes["train"]
+    assert data.nominal_train_size("your-data") == 0
+
+
 def test_split_summary_and_validation():
     split = data.load_dataset("digits")
     assert "1,294 train / 144 val / 359 test" in split.summary()

@@ -27,29 +27,23 @@ def agreement_table(results_dir="results", profile: str = "paper") -> pd.DataFra
     """One row per Table 2 cell of every experiment with both our mean and the
     paper's: ``experiment, method, noise, rate, ours, runs, paper, paper_std,
     tolerance, within`` (``|ours - paper| <= tolerance``)."""
-    store, paper = ResultStore(results_dir), paper_table()
-    rows = []
-    for experiment in training.EXPERIMENTS.values():
-        frame = store.load(experiment.key)
-        frame = frame[frame["profile"] == profile]
-        if frame.empty or experiment.paper_block is None:
-            continue
-        ours = summarize(frame)
-        published = paper[paper["experiment"] == experiment.paper_block]
-        theirs = {(r.method, r.noise, rate_key(r.rate)): r for r in published.itertuples(index=False)}
-        settings = {(n, rate_key(r)) for n, r in experiment.settings}
-        for row in ours.itertuples(index=False):
-            key = (row.method, row.noise, rate_key(row.rate))
-            if (row.noise, rate_key(row.rate)) not in settings or key not in theirs:
-                continue
-            cell = theirs[key]
-            spread = 0.0 if np.isnan(cell.accuracy_std) else float(cell.accuracy_std)
-            tolerance = max(2 * spread, TOLERANCE_FLOOR)
-            rows.append(dict(experiment=experiment.key, method=row.method, noise=row.noise, rate=row.rate,
-                             ours=row.accuracy_mean, runs=row.runs, paper=cell.accuracy_mean, paper_std=spread,
-                             tolerance=tolerance, within=abs(row.accuracy_mean - cell.accuracy_mean) <= tolerance))
-    return pd.DataFrame(rows, columns=["experiment", "method", "noise", "rate", "ours", "runs", "paper", "paper_std",
-                                       "tolerance", "within"])
+    columns = ["experiment", "method", "noise", "rate", "ours", "runs", "paper", "paper_std", "tolerance", "within"]
+    blocks = {key: e.paper_block for key, e in training.EXPERIMENTS.items() if e.paper_block is not None}
+    ours = _means(results_dir, profile)
+    ours = ours[ours["experiment"].isin(list(blocks))]
+    if ours.empty:
+        return pd.DataFrame(columns=columns)
+    ours = ours.assign(paper_block=ours["experiment"].map(blocks), rate=ours["rate"].map(rate_key))
+    paper = paper_table().rename(columns={"experiment": "paper_block", "accuracy_mean": "paper",
+                                          "accuracy_std": "paper_std"})
+    paper["rate"] = paper["rate"].map(rate_key)
+    both = ours.merge(paper[["paper_block", "method", "noise", "rate", "paper", "paper_std"]],
+                      on=["paper_block", "method", "noise", "rate"])
+    both["paper_std"] = both["paper_std"].fillna(0.0)
+    both["tolerance"] = np.maximum(2 * both["paper_std"], TOLERANCE_FLOOR)
+    both = both.rename(columns={"accuracy_mean": "ours"})
+    both["within"] = (both["ours"] - both["paper"]).abs() <= both["tolerance"]
+    return both[columns].reset_index(drop=True)
 
 
 def block_agreement(table: pd.DataFrame) -> pd.DataFrame:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import training
 from .results import METHODS, NOISES, ResultStore, compare_with_paper
+from .store import rate_key
 
 __all__ = ["main"]
 
@@ -108,8 +109,8 @@ def _train(args) -> None:
         progress=not args.quiet,
     )
     elapsed = time.perf_counter() - started
-    requested = {(c.method, *c.noise_key) for c in cells}
-    trained = sum((m, n, round(r, 6), k) in requested for m, n, r, k in
+    requested = {(c.method, c.noise, rate_key(c.rate), c.run) for c in cells}
+    trained = sum((m, n, rate_key(r), k) in requested for m, n, r, k in
                   zip(rows.get("method", []), rows.get("noise", []), rows.get("rate", []), rows.get("run", [])))
     extra = len(rows) - trained
     stage_one = f", plus {extra} stage-1 runs for T̂" if extra else ""

@@ -161,6 +161,7 @@ def compact_table(
     ours = summarize(frame) if not frame.empty else pd.DataFrame(columns=["method", "noise", "rate", "bold"])
     if not frame.empty:
         ours = ours.merge(significance_marks(frame), on=["method", "noise", "rate"], how="left")
+        ours["bold"] = ours["bold"].eq(True)  # a cell the rule did not see is not bold
     stars = star_marks(frame)
     paper = paper_table()
     paper = paper[paper["experiment"] == paper_experiment] if paper_experiment else paper.iloc[:0]
@@ -176,7 +177,7 @@ def compact_table(
             if key in mine:
                 row = mine[key]
                 text = format_accuracy(row.accuracy_mean, row.accuracy_std, row.runs, with_runs=False)
-                text = f"**{text}**" if row.bold is True or row.bold == 1 else text
+                text = f"**{text}**" if row.bold else text
                 text += "⋆" if key in stars else ""
                 text += f" ({row.runs})" if runs is not None and row.runs != runs else ""
             text = text.replace(" ", NBSP)  # a value never breaks; a cell may break between ours and the paper's

@@ -47,7 +47,7 @@ from .imdb import (
     ACLIMDB_URL, IMDB_NPZ_URL, IMDB_WORD_INDEX_URL, encode_ranks, pad_sequences, rank_words, tokenize,
 )
 from .mnist import MNIST_NPZ_URL, MNIST_URL, read_idx_images, read_idx_labels
-from .registry import DATASETS, load_dataset, missing_files
+from .registry import DATASETS, load_dataset, missing_files, nominal_train_size
 from .splits import TEST_FRACTION, TEST_SPLIT_SEED, Split, holdout_split, split_arrays, stratified_holdout
 
 __all__ = [
@@ -71,6 +71,7 @@ __all__ = [
     "load_clothing1m",
     "load_dataset",
     "missing_files",
+    "nominal_train_size",
     "pad_sequences",
     "pixel_mean",
     "prepare_images",

@@ -25,7 +25,7 @@ from .mnist import (
 )
 from .splits import FullData, Split, _check_limit, _make_split
 
-__all__ = ["DATASETS", "REGISTRY", "DatasetEntry", "load_dataset", "missing_files"]
+__all__ = ["DATASETS", "REGISTRY", "DatasetEntry", "load_dataset", "missing_files", "nominal_train_size"]
 
 
 @dataclass(frozen=True)
@@ -35,23 +35,33 @@ class DatasetEntry:
     ``load(root, download, **kwargs)``: the data set before the validation
     hold-out (raises :class:`~losscorrection.data.MissingDataError` when files
     are missing); ``missing(root)``: the paths ``load`` would report missing
-    (empty when the data is present; nothing is read or downloaded).
+    (empty when the data is present; nothing is read or downloaded);
+    ``train_size``: training examples after the paper's 10% hold-out, known
+    without reading the data (what a cost estimate needs).
     """
 
     load: Callable[..., FullData]
     missing: Callable[[Path], list[str]]
+    train_size: int
 
 
 REGISTRY: Mapping[str, DatasetEntry] = MappingProxyType({
-    "mnist": DatasetEntry(_load_mnist, _mnist_missing),
-    "mnist10k": DatasetEntry(_load_mnist10k, _mnist10k_missing),
-    "digits": DatasetEntry(_load_digits, _digits_missing),
-    "imdb": DatasetEntry(_load_imdb, _imdb_missing),
-    "cifar10": DatasetEntry(_load_cifar10, _cifar10_missing),
-    "cifar10jpg": DatasetEntry(_load_cifar10jpg, _cifar10jpg_missing),
-    "cifar100": DatasetEntry(_load_cifar100, _cifar100_missing),
+    "mnist": DatasetEntry(_load_mnist, _mnist_missing, 54_000),
+    "mnist10k": DatasetEntry(_load_mnist10k, _mnist10k_missing, 7_200),
+    "digits": DatasetEntry(_load_digits, _digits_missing, 1_294),
+    "imdb": DatasetEntry(_load_imdb, _imdb_missing, 22_500),
+    "cifar10": DatasetEntry(_load_cifar10, _cifar10_missing, 45_000),
+    "cifar10jpg": DatasetEntry(_load_cifar10jpg, _cifar10jpg_missing, 45_000),
+    "cifar100": DatasetEntry(_load_cifar100, _cifar100_missing, 45_000),
 })
 DATASETS = tuple(REGISTRY)
+
+
+def nominal_train_size(name: str) -> int:
+    """Training examples of a registered data set after the 10% hold-out, 0 for a
+    name the registry does not hold (your own data)."""
+    entry = REGISTRY.get(str(name).lower())
+    return entry.train_size if entry is not None else 0
 
 
 def _known(name: str) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .experiments import Experiment, Schedule
 
-__all__ = ["NOMINAL_TRAIN_SIZES", "REFERENCE_SECONDS", "describe_duration", "estimate_seconds"]
+__all__ = ["REFERENCE_SECONDS", "describe_duration", "estimate_seconds"]
 
 # Seconds per model-epoch per 1,000 training examples with runs batched as the
 # trainer batches them, from benchmarks/ (README "Speed"): the 2-core CPU
@@ -25,11 +25,6 @@ REFERENCE_SECONDS: dict[str, dict[str, float]] = {
             "resnet44": 4.3},
     "cuda": {"mlp": 0.0012, "resnet14": 0.0087, "resnet32": 0.013, "resnet44": 0.017},
 }
-
-
-# Training-split sizes of the data sets with the paper's 10% hold-out.
-NOMINAL_TRAIN_SIZES = {"mnist": 54_000, "mnist10k": 7_200, "digits": 1_294, "imdb": 22_500, "cifar10": 45_000,
-                       "cifar10jpg": 45_000, "cifar100": 45_000}
 
 
 def estimate_seconds(

@@ -26,7 +26,7 @@ from .. import models
 from ..estimation import estimate_transition, estimation_error
 from ..methods import STAGE_ONE, method_spec
 from ..store import CELL_KEY, ResultStore, cell_key, device_description, git_commit, timestamp
-from .budget import NOMINAL_TRAIN_SIZES, describe_duration, estimate_seconds
+from .budget import describe_duration, estimate_seconds
 from .experiments import (
     Cell, Experiment, NoisyLabels, Schedule, augment_seed, dropout_seed, get_experiment, noisy_labels,
     order_seed, profile_label, profile_settings,
@@ -142,9 +142,8 @@ def run_cells(
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
     schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None)
     store = ResultStore(results_dir)
-    cells = list(dict.fromkeys(cells))
     done = store.done_cells(experiment.key)
-    pending = [c for c in cells if cell_key(c.method, *c.noise_key, label) not in done]
+    pending, estimated, stage_one = _plan(experiment, cells, label, store, done)
     if not pending:
         return pd.DataFrame()
     if precision not in ("auto", "fp32", "bf16"):
@@ -161,18 +160,7 @@ def run_cells(
         torch_version=torch.__version__, git_commit=git_commit(),
     )
 
-    # Stage 1 of Algorithm 1: cross-entropy runs, whose models give T̂.
-    estimated: dict[tuple, np.ndarray] = {}
-    uses_estimate = {c for c in pending if method_spec(c.method).estimated_T}
-    for key in {c.noise_key for c in uses_estimate}:
-        stored = store.get_transition(experiment.key, *key, label)
-        if stored is not None:
-            estimated[key] = stored
-    stage_one = [c for c in pending if c.method == STAGE_ONE] + [
-        Cell(STAGE_ONE, *key) for key in labels
-        if key not in estimated and any(c.noise_key == key for c in uses_estimate)
-    ]
-    by_method = {STAGE_ONE: list(dict.fromkeys(stage_one))}
+    by_method = {STAGE_ONE: stage_one}
     for cell in pending:
         if cell.method != STAGE_ONE:
             by_method.setdefault(cell.method, []).append(cell)
@@ -199,6 +187,21 @@ def run_cells(
             checkpoint.unlink(missing_ok=True)
             new_rows.extend(rows)
     return pd.DataFrame(new_rows)
+
+
+def _plan(experiment: Experiment, cells: Iterable[Cell], label: str, store: ResultStore,
+          done: set[tuple]) -> tuple[list[Cell], dict[tuple, np.ndarray], list[Cell]]:
+    """What Algorithm 1 still has to train for ``cells`` under the profile ``label``:
+    the cells not in the store (``done``), the stored T̂ of their (noise, rate,
+    run), and the stage-1 cross-entropy runs: those asked for and those a T̂
+    method needs whose T̂ is not stored."""
+    pending = [c for c in dict.fromkeys(cells) if cell_key(c.method, *c.noise_key, label) not in done]
+    needs_estimate = {c.noise_key for c in pending if method_spec(c.method).estimated_T}
+    estimated = {key: T_hat for key in needs_estimate
+                 if (T_hat := store.get_transition(experiment.key, *key, label)) is not None}
+    stage_one = [c for c in pending if c.method == STAGE_ONE] + [
+        Cell(STAGE_ONE, *key) for key in needs_estimate if key not in estimated]
+    return pending, estimated, list(dict.fromkeys(stage_one))
 
 
 def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, limit: int | None,
@@ -335,17 +338,14 @@ def _over_budget_note(experiment: Experiment, cells: list[Cell], profile: str, e
     """None when the runs of ``cells`` missing from the store fit in the budget
     (their stage-1 runs included), else the note that says what they would cost."""
     schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=False)
-    stored = ResultStore(results_dir).load(experiment.key)
-    done = {cell_key(*row) for row in stored[list(CELL_KEY)].itertuples(index=False)}
-    pending = [c for c in cells if cell_key(c.method, *c.noise_key, label) not in done]
-    stage_one = {c.noise_key for c in pending if method_spec(c.method).estimated_T
-                 and cell_key(STAGE_ONE, *c.noise_key, label) not in done} - {
-                     c.noise_key for c in pending if c.method == STAGE_ONE}
-    runs = len(pending) + len(stage_one)
+    store = ResultStore(results_dir)
+    pending, _, stage_one = _plan(experiment, cells, label, store, store.done_cells(experiment.key))
+    runs = len(set(pending) | set(stage_one))
     if not runs:
         return None
-    size = min(NOMINAL_TRAIN_SIZES.get(experiment.dataset, 0), limit or math.inf)
+    size = min(data_module.nominal_train_size(experiment.dataset), limit or math.inf)
     here = resolve_device(device).type
+    stored = store.load(experiment.key)
     cost = estimate_seconds(experiment, runs, schedule, size, here, stored)
     if cost <= budget_seconds:
         return None
