@@ -30,6 +30,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["sweep", "digits_fc", "--max-group", "0"], "--max-group must be at least 1"),
         (["sweep", "digits_fc", "--figure", "--with-figure"], "not allowed with argument"),
         (["sweep", "digits_fc", "--methods", "forward"], "invalid choice: 'forward'"),
+        (["sweep", "digits_fc", "--jobs", "0"], "--jobs and --threads must be at least 1"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
@@ -102,3 +103,27 @@ def test_sweep_with_figure_for_some_methods_in_bounded_groups(tmp_path, monkeypa
     assert set(frame["method"]) == {"forward_T"}  # the true T needs no stage 1
     assert group_sizes == [("forward_T", 3), ("forward_T", 3), ("forward_T", 1)]
     assert "7 new runs of 7 requested" in capsys.readouterr().out
+
+
+def test_split_by_setting_keeps_each_setting_in_one_process():
+    cells = list(dict.fromkeys(training.table_cells(training.get_experiment("digits_fc"), runs=3)
+                               + training.figure_cells(2)))
+    parts = cli.split_by_setting(cells, 3)
+    together = [c for part in parts for c in part]
+    assert len(parts) == 3 and len(together) == len(cells) and set(together) == set(cells)
+    settings = [{(c.noise, c.rate) for c in part} for part in parts]
+    assert all(not (a & b) for i, a in enumerate(settings) for b in settings[i + 1:])
+    sizes = sorted(len(p) for p in parts)
+    assert sizes[-1] - sizes[0] <= 30  # one setting of 10 methods x 3 runs at most apart
+    one_setting = [c for c in cells if c.noise == "none"]
+    assert cli.split_by_setting(one_setting, 4) == [one_setting]  # one setting: one process
+
+
+def test_sweep_in_two_processes_stores_every_run_once(tmp_path, capsys):
+    args = ["sweep", "digits", "--methods", "cross_entropy", "forward_That", "--runs", "1", "--jobs", "2",
+            "--profile", "smoke", "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
+    assert cli.main(args) == 0
+    frame = ResultStore(tmp_path).load("digits_fc")
+    assert len(frame) == 8 and not frame.duplicated(["method", "noise", "rate", "run"]).any()
+    assert all(d.endswith(", 1 threads") for d in frame["device"])  # the 2 cores shared by 2 processes
+    assert "8 new runs of 8 requested (0 already stored) in" in capsys.readouterr().out

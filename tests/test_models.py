@@ -229,14 +229,11 @@ def test_mlp_dropout_follows_every_hidden_layer():
 
 def test_spatial_dropout_drops_whole_embedding_dimensions():
     torch.manual_seed(4)
-    model = models.EmbeddingClassifier(vocab_size=100, length=60, embedding_dim=50)
-    captured = {}
-    model.spatial_dropout.register_forward_hook(lambda m, i, o: captured.update(inp=i[0], out=o))
-    x = tokens(40, 60, vocab=100)
-    model.train()(x)
-    emb, out = captured["inp"], captured["out"]
-    assert emb.shape == out.shape == (40, 60, 50)
-    assert bool((emb != 0).all())
+    dropout = models.SpatialDropout1d(0.8).train()
+    emb = torch.rand(40, 60, 50) + 0.1
+    torch.manual_seed(5)
+    out = dropout(emb)
+    assert out.shape == (40, 60, 50)
     kept = out != 0  # (review, position, dimension)
     per_dim = kept.all(dim=1)
     assert bool((per_dim | ~kept.any(dim=1)).all()), "a dimension is dropped at some positions only"
@@ -244,6 +241,67 @@ def test_spatial_dropout_drops_whole_embedding_dimensions():
     assert abs(per_dim.float().mean().item() - 0.2) < 0.03
     masks = per_dim.float()
     assert not bool((masks == masks[0]).all()), "each review draws its own mask"
+    torch.manual_seed(5)
+    keep = dropout.keep_mask(40, 50, emb)
+    torch.testing.assert_close(keep, per_dim.float() / (1 - 0.8))
+    assert dropout.eval().keep_mask(40, 50, emb) is None
+
+
+def _embedding_model_by_composition(model, x):
+    """The §5.1 embedding model written layer by layer, as in the released code."""
+    h = torch.relu(model.spatial_dropout(model.embedding(x)))
+    return model.output(h.flatten(1))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_fused_embedding_model_matches_the_layer_by_layer_model(train):
+    torch.manual_seed(7)
+    model = models.EmbeddingClassifier(vocab_size=100, length=30, embedding_dim=8).train(train)
+    with torch.no_grad():  # negative entries, so that the ReLU matters
+        model.embedding.weight.normal_()
+    x = tokens(70, 30, vocab=100)
+    lead = torch.randint(0, 31, (70,), generator=torch.Generator().manual_seed(1))
+    lead[:3] = torch.tensor([0, 30, 29])  # no padding, all padding, one token
+    x[torch.arange(30) < lead[:, None]] = 0  # Keras' front padding, id 0
+    x[5, 20] = 0  # the padding id inside a review
+    y = torch.randint(0, 2, (70,))
+    grads = []
+    for forward in (model, lambda ids: _embedding_model_by_composition(model, ids)):
+        model.zero_grad()
+        torch.manual_seed(8)  # the same dropout masks
+        logits = forward(x)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        grads.append([logits.detach()] + [p.grad.clone() for p in model.parameters()])
+    for fused, plain in zip(*grads):
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding_id", [0, None])
+def test_fused_embedding_model_gives_the_same_numbers_in_any_chunks(monkeypatch, padding_id):
+    from losscorrection.models import gathered
+    torch.manual_seed(9)
+    model = models.EmbeddingClassifier(vocab_size=50, length=12, embedding_dim=4, padding_id=padding_id)
+    x = tokens(23, 12, vocab=50)
+    x[torch.arange(12) < torch.arange(23)[:, None] % 13] = 0
+    results = []
+    for chunk in (32, 5, 1):
+        monkeypatch.setattr(gathered, "CHUNK", chunk)
+        model.zero_grad()
+        model.eval()(x).sum().backward()
+        results.append([model(x).detach()] + [p.grad.clone() for p in model.parameters()])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b)
+    torch.testing.assert_close(results[0][0], _embedding_model_by_composition(model, x).detach())
+
+
+def test_gathered_linear_names_a_bad_shape():
+    from losscorrection.models.gathered import gathered_linear
+    ids, table, weight = tokens(4, 6, vocab=10), torch.rand(10, 3), torch.rand(2, 18)
+    with pytest.raises(ValueError, match="weight"):
+        gathered_linear(ids, table, None, torch.rand(2, 17))
+    with pytest.raises(ValueError, match="keep"):
+        gathered_linear(ids, table, torch.rand(4, 2), weight)
 
 
 def test_embedding_model_eval_is_deterministic_and_manual():

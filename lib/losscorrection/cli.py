@@ -6,6 +6,7 @@ Examples::
     losscorrection sweep mnist10k_fc --profile paper            # a Table 2 block
     losscorrection sweep mnist10k_fc --figure --profile quick   # a Figure 1 panel
     losscorrection sweep cifar10jpg_resnet14 --with-figure --methods backward_T --device cuda
+    losscorrection sweep imdb_embedding --jobs 2                # two processes, one thread each
     losscorrection table mnist10k                               # ours next to the paper
 
 Bad arguments and missing data end with one line on stderr and exit status 2.
@@ -14,10 +15,14 @@ Bad arguments and missing data end with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import pandas as pd
+import torch
 
 from . import training
 from .results import METHODS, NOISES, ResultStore, compare_with_paper
@@ -56,6 +61,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-group", type=int, default=32,
                         help="most runs trained together as one batched model (default 32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per process (default: torch's, or the cores shared among --jobs)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train the noise settings in this many processes at once (default 1); on a "
+                             "CPU, small models train faster as 2 processes of 1 thread than 1 of 2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +99,8 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
         raise UsageError(f"--runs must be at least 1, got {runs}")
     if args.max_group < 1:
         raise UsageError(f"--max-group must be at least 1, got {args.max_group}")
+    if args.jobs < 1 or args.threads is not None and args.threads < 1:
+        raise UsageError(f"--jobs and --threads must be at least 1, got {args.jobs} and {args.threads}")
     if args.command == "run":
         rate = 0.0 if args.noise == "none" else args.rate
         return [training.Cell(m, args.noise, rate, k) for m in args.method for k in range(runs)]
@@ -99,23 +111,52 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
     return [c for c in cells if args.methods is None or c.method in args.methods]
 
 
+def split_by_setting(cells: list[training.Cell], parts: int) -> list[list[training.Cell]]:
+    """``cells`` cut into at most ``parts`` lists of similar length that share no
+    noise setting, so each list trains its own stage-1 runs for T̂ (largest
+    settings first, each to the shortest list)."""
+    by_setting: dict[tuple[str, str], list[training.Cell]] = {}
+    for cell in cells:
+        by_setting.setdefault((cell.noise, rate_key(cell.rate)), []).append(cell)
+    lists: list[list[training.Cell]] = [[] for _ in range(min(parts, len(by_setting)))]
+    for setting_cells in sorted(by_setting.values(), key=len, reverse=True):
+        min(lists, key=len).extend(setting_cells)
+    return lists
+
+
+def _train_part(experiment: str, cells: list[training.Cell], threads: int | None, options: dict) -> pd.DataFrame:
+    """Train ``cells`` in this process with ``threads`` CPU threads (a ``--jobs`` worker)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return training.run_cells(experiment, cells, **options)
+
+
 def _train(args) -> None:
     experiment = training.get_experiment(args.experiment)
     cells = _cells(args, experiment)
+    options = dict(profile=args.profile, data_root=args.data_root, device=args.device,
+                   results_dir=args.results_dir, epochs=args.epochs, max_runs_per_group=args.max_group,
+                   progress=not args.quiet)
     started = time.perf_counter()
-    rows = training.run_cells(
-        experiment, cells, profile=args.profile, data_root=args.data_root, device=args.device,
-        results_dir=args.results_dir, epochs=args.epochs, max_runs_per_group=args.max_group,
-        progress=not args.quiet,
-    )
+    parts = split_by_setting(cells, args.jobs)
+    if len(parts) <= 1:
+        rows = _train_part(experiment.key, cells, args.threads, options)
+    else:
+        threads = args.threads or max(1, (os.cpu_count() or 1) // len(parts))
+        with ProcessPoolExecutor(len(parts), mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_train_part, experiment.key, part, threads,
+                                   {**options, "progress": options["progress"] and i == 0})
+                       for i, part in enumerate(parts)]
+            rows = pd.concat([f.result() for f in futures], ignore_index=True)
     elapsed = time.perf_counter() - started
     requested = {(c.method, c.noise, rate_key(c.rate), c.run) for c in cells}
     trained = sum((m, n, rate_key(r), k) in requested for m, n, r, k in
                   zip(rows.get("method", []), rows.get("noise", []), rows.get("rate", []), rows.get("run", [])))
     extra = len(rows) - trained
     stage_one = f", plus {extra} stage-1 runs for T̂" if extra else ""
+    processes = f" by {len(parts)} processes" if len(parts) > 1 else ""
     print(f"{trained} new runs of {len(cells)} requested ({len(cells) - trained} already stored{stage_one}) "
-          f"in {elapsed:.1f} s -> {ResultStore(args.results_dir).path(experiment.key)}")
+          f"in {elapsed:.1f} s{processes} -> {ResultStore(args.results_dir).path(experiment.key)}")
 
 
 def _table(args) -> None:

@@ -87,12 +87,20 @@ class SpatialDropout1d(nn.Module):
         super().__init__()
         self.p = _check_rate(p, "spatial dropout rate")
 
-    def forward(self, x: Tensor) -> Tensor:
+    def keep_mask(self, n: int, features: int, like: Tensor) -> Tensor | None:
+        """The ``(n, features)`` multipliers of one training pass: 0 for a dropped
+        (sequence, feature) pair, ``1 / (1 - p)`` for a kept one; ``None`` in
+        evaluation mode or with ``p = 0``. Draws from torch's global generator,
+        the same numbers :meth:`forward` draws."""
         if not self.training or self.p == 0.0:
-            return x
-        keep = torch.empty(x.shape[0], 1, x.shape[2], device=x.device, dtype=x.dtype)
+            return None
+        keep = torch.empty(n, 1, features, device=like.device, dtype=like.dtype)
         keep.bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
+        return (keep / (1.0 - self.p)).view(n, features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        keep = self.keep_mask(x.shape[0], x.shape[2], x)
+        return x if keep is None else x * keep[:, None, :]
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .gathered import gathered_linear
 from .layers import SpatialDropout1d, _apply_head, _check_rate, _init_linear, _uniform, output_head
 
 __all__ = ["EmbeddingClassifier", "LSTMClassifier"]
@@ -27,6 +28,12 @@ class EmbeddingClassifier(nn.Module):
     ``bn_head``, :func:`output_head`. The dropout follows the released code's
     ``SpatialDropout1D``: a dropped embedding dimension is zero at every
     position of the review (:class:`SpatialDropout1d`).
+
+    Computed as :func:`~losscorrection.models.gathered.gathered_linear` over
+    ``relu(embedding.weight)``: the dropout multipliers are non-negative, so
+    ``relu(keep * E[x]) = keep * relu(E)[x]`` and the ReLU runs once per
+    vocabulary row, not per token; the leading padding (id ``padding_id``,
+    0 in Keras' ``pad_sequences``) is summed in closed form, not gathered.
 
     Init: embedding and output layer uniform in [-0.05, 0.05], zero bias (the
     released code uses ``he_normal`` on the output layer).
@@ -43,9 +50,11 @@ class EmbeddingClassifier(nn.Module):
         spatial_dropout: float = 0.8,
         num_classes: int = 2,
         bn_head: bool = False,
+        padding_id: int | None = 0,
     ) -> None:
         super().__init__()
         self.length = int(length)
+        self.padding_id = padding_id
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         _uniform(self.embedding.weight)
         self.spatial_dropout = SpatialDropout1d(spatial_dropout)
@@ -55,8 +64,9 @@ class EmbeddingClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.length:
             raise ValueError(f"expected token ids of shape (n, {self.length}), got {tuple(x.shape)}")
-        h = torch.relu(self.spatial_dropout(self.embedding(x)))
-        return _apply_head(self.head, self.output(h.flatten(1)))
+        keep = self.spatial_dropout.keep_mask(x.shape[0], self.embedding.embedding_dim, self.embedding.weight)
+        logits = gathered_linear(x, torch.relu(self.embedding.weight), keep, self.output.weight, self.padding_id)
+        return _apply_head(self.head, logits + self.output.bias)
 
 
 class LSTMClassifier(nn.Module):
