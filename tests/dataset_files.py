@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -354,6 +355,30 @@ def write_cifar10_jpg(
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(payload)
     return {"files": files, "classes": tuple(classes), "path": path}
+
+
+# -------------------------------------------------------------------- CIFAR-10N
+
+
+def write_cifar10n(root: Path, seed: int = 0) -> dict:
+    """A small CIFAR-10N release: 3 classes x 4 images; the mapping lists the images
+    in their original order, which is not the JPEG copy's (class, file) order."""
+    rng = np.random.default_rng(seed)
+    classes = ["airplane", "bird", "cat"]
+    clean = np.repeat([2, 0, 1], 4)[rng.permutation(12)]
+    files_per_class = {c: iter(range(4)) for c in range(3)}
+    paths = [f"cifar10-jpg/train/{classes[c]}/{next(files_per_class[c]):04d}.jpg" for c in clean]
+    labels = {"clean_label": clean}
+    for key in ("aggre_label", "worse_label", "random_label1", "random_label2", "random_label3"):
+        labels[key] = np.where(rng.random(12) < 0.4, rng.integers(0, 3, 12), clean)
+    base = root / "cifar10n"
+    base.mkdir(parents=True)
+    torch.save(labels, base / "CIFAR-10_human.pt")
+    rows = ["orig_index,clean_label,class,jpg_path"] + [f"{i},{c},{classes[c]},{p}" for i, (c, p) in
+                                                        enumerate(zip(clean, paths))]
+    (base / "cifar10_train_index_to_jpgcopy.csv").write_text("\n".join(rows) + "\n")
+    return {"labels": labels, "paths": paths}
+
 
 
 # ------------------------------------------------------------------- Clothing1M

@@ -31,6 +31,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["sweep", "digits_fc", "--figure", "--with-figure"], "not allowed with argument"),
         (["sweep", "digits_fc", "--methods", "forward"], "invalid choice: 'forward'"),
         (["sweep", "digits_fc", "--jobs", "0"], "--jobs and --threads must be at least 1"),
+        (["sweep", "cifar10n_resnet14", "--figure"], "cifar10n_resnet14 has no Figure 1 panel"),
+        (["run", "cifar10n_resnet14", "--method", "forward_T", "--noise", "aggre", "--rate", "0.1"], "has no rate"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):

@@ -817,28 +817,8 @@ def test_the_command_line_reports_a_damaged_file_without_a_traceback(name, tmp_p
 # ------------------------------------------------------------------ CIFAR-10N
 
 
-def write_cifar10n(root: Path, seed: int = 0) -> dict:
-    """A small CIFAR-10N release: 3 classes x 4 images; the mapping lists the images
-    in their original order, which is not the JPEG copy's (class, file) order."""
-    rng = np.random.default_rng(seed)
-    classes = ["airplane", "bird", "cat"]
-    clean = np.repeat([2, 0, 1], 4)[rng.permutation(12)]
-    files_per_class = {c: iter(range(4)) for c in range(3)}
-    paths = [f"cifar10-jpg/train/{classes[c]}/{next(files_per_class[c]):04d}.jpg" for c in clean]
-    labels = {"clean_label": clean}
-    for key in ("aggre_label", "worse_label", "random_label1", "random_label2", "random_label3"):
-        labels[key] = np.where(rng.random(12) < 0.4, rng.integers(0, 3, 12), clean)
-    base = root / "cifar10n"
-    base.mkdir(parents=True)
-    torch.save(labels, base / "CIFAR-10_human.pt")
-    rows = ["orig_index,clean_label,class,jpg_path"] + [f"{i},{c},{classes[c]},{p}" for i, (c, p) in
-                                                        enumerate(zip(clean, paths))]
-    (base / "cifar10_train_index_to_jpgcopy.csv").write_text("\n".join(rows) + "\n")
-    return {"labels": labels, "paths": paths}
-
-
 def test_cifar10n_labels_follow_the_jpeg_copys_order(tmp_path):
-    written = write_cifar10n(tmp_path)
+    written = files.write_cifar10n(tmp_path)
     human = data.load_cifar10n_labels(tmp_path)
     order = sorted(range(12), key=lambda i: written["paths"][i].split("/")[-2:])  # class folder, then file
     np.testing.assert_array_equal(human.clean, written["labels"]["clean_label"][order])
@@ -858,7 +838,7 @@ def test_cifar10n_labels_follow_the_jpeg_copys_order(tmp_path):
 def test_cifar10n_missing_and_damaged_files(tmp_path):
     with pytest.raises(data.MissingDataError, match="CIFAR-10_human.pt"):
         data.load_cifar10n_labels(tmp_path)
-    write_cifar10n(tmp_path)
+    files.write_cifar10n(tmp_path)
     path = truncate(tmp_path / "cifar10n" / "CIFAR-10_human.pt")
     with pytest.raises(data.CorruptDataError) as err:
         data.load_cifar10n_labels(tmp_path)
@@ -866,7 +846,7 @@ def test_cifar10n_missing_and_damaged_files(tmp_path):
 
 
 def test_cifar10n_mapping_must_agree_with_the_labels(tmp_path):
-    write_cifar10n(tmp_path)
+    files.write_cifar10n(tmp_path)
     mapping = tmp_path / "cifar10n" / "cifar10_train_index_to_jpgcopy.csv"
     lines = mapping.read_text().splitlines()
     index, clean, cls, path = lines[1].split(",")
@@ -886,3 +866,32 @@ def test_cifar10n_on_the_real_jpeg_copy():
     # the rates the CIFAR-10N release states: aggre 9.03 %, random1 17.23 %, worst 40.21 %
     assert rates["aggre"] == pytest.approx(0.0903, abs=5e-4) and rates["worst"] == pytest.approx(0.4021, abs=5e-4)
     assert rates["random1"] == pytest.approx(0.1723, abs=5e-4)
+
+
+def test_cifar10n_data_set_carries_the_human_labels_through_the_holdout(tmp_path):
+    files.write_cifar10_jpg(tmp_path, per_class_train=4, classes=("airplane", "bird", "cat"))
+    written = files.write_cifar10n(tmp_path)
+    human = data.load_cifar10n_labels(tmp_path)
+    split = data.load_dataset("cifar10n", tmp_path, validation_fraction=0.25, progress=False)
+    train_idx, val_idx = data.holdout_split(12, 0.25, 0)
+    assert set(split.label_sets) == set(data.LABEL_SETS)
+    for name in data.LABEL_SETS:
+        train, val = split.label_sets[name]
+        np.testing.assert_array_equal(train.numpy(), human[name][train_idx])
+        np.testing.assert_array_equal(val.numpy(), human[name][val_idx])
+    np.testing.assert_array_equal(split.y_train.numpy(), human.clean[train_idx])
+    assert "CIFAR-10N human labels" in split.description
+    assert written["labels"]["worse_label"].shape == (12,)
+    # a mapping that sends the human labels onto images of another class is refused
+    mapping = tmp_path / "cifar10n" / "cifar10_train_index_to_jpgcopy.csv"
+    mapping.write_text(mapping.read_text().replace("/airplane/", "/AIRPLANE/").replace("/cat/", "/airplane/")
+                       .replace("/AIRPLANE/", "/cat/"))
+    with pytest.raises(data.CorruptDataError, match="other classes"):
+        data.load_dataset("cifar10n", tmp_path, progress=False)
+
+
+def test_cifar10n_missing_files_are_named(tmp_path):
+    assert any(p.endswith("cifar10-jpg.tar.gz") for p in data.missing_files("cifar10n", tmp_path))
+    files.write_cifar10_jpg(tmp_path, per_class_train=4, classes=("airplane", "bird", "cat"))
+    assert [Path(p).name for p in data.missing_files("cifar10n", tmp_path)] == [
+        "CIFAR-10_human.pt", "cifar10_train_index_to_jpgcopy.csv"]

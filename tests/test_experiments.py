@@ -86,3 +86,49 @@ def test_digits_demo_learns(tmp_path):
     mean = frame.groupby("method")["test_accuracy"].mean()
     assert mean["forward_T"] > 80
     assert mean["forward_T"] > mean["cross_entropy"] + 5
+
+
+def _cifar10n_files(root):
+    dataset_files.write_cifar10_jpg(root, per_class_train=4, per_class_test=2, classes=("airplane", "bird", "cat"))
+    dataset_files.write_cifar10n(root)
+
+
+def test_human_noise_reads_the_labels_and_measures_T_on_the_training_split(tmp_path):
+    from losscorrection import data, noise
+    _cifar10n_files(tmp_path)
+    split = data.load_dataset("cifar10n", tmp_path, validation_fraction=0.25, progress=False)
+    experiment = training.get_experiment("cifar10n_resnet14")
+    assert [n for n, _ in experiment.settings] == ["aggre", "random1", "worst"]
+    labels = training.noisy_labels(experiment, split, "worst", 0.0, run=3)
+    train, val = split.label_sets["worst"]
+    np.testing.assert_array_equal(labels.y_train, train.numpy())
+    np.testing.assert_array_equal(labels.y_val, val.numpy())
+    counts = np.zeros((3, 3))
+    for c, h in zip(split.y_train.tolist(), train.tolist()):
+        counts[c, h] += 1
+    np.testing.assert_allclose(labels.T, counts / counts.sum(1, keepdims=True))
+    np.testing.assert_array_equal(training.noisy_labels(experiment, split, "worst", 0.0, run=0).y_train,
+                                  labels.y_train)  # every run sees the same human labels
+    with pytest.raises(ValueError, match="measured from the data"):
+        training.transition_for(experiment, 3, "aggre", 0.0)
+    with pytest.raises(ValueError, match="has no rate"):
+        training.Cell("cross_entropy", "aggre", 0.2, 0)
+    plain = data.load_dataset("digits")
+    with pytest.raises(ValueError, match="needs human labels"):
+        training.noisy_labels(training.get_experiment("digits_fc"), plain, "aggre", 0.0, 0)
+    assert "aggre" in noise.NOISES
+
+
+def test_cifar10n_cell_end_to_end_on_small_files(tmp_path):
+    from losscorrection import cli
+    from losscorrection.results import ResultStore
+    _cifar10n_files(tmp_path / "data")
+    args = ["run", "cifar10n_resnet14", "--method", "forward_That", "--noise", "worst", "--runs", "1",
+            "--profile", "smoke", "--device", "cpu", "--data-root", str(tmp_path / "data"),
+            "--results-dir", str(tmp_path / "results"), "--quiet"]
+    assert cli.main(args) == 0
+    frame = ResultStore(tmp_path / "results").load("cifar10n_resnet14")
+    assert sorted(frame["method"]) == ["cross_entropy", "forward_That"]
+    assert set(frame["noise"]) == {"worst"} and set(frame["rate"]) == {0.0}
+    T_error = frame.loc[frame["method"] == "forward_That", "T_error"]
+    assert T_error.notna().all() and (T_error > 0).all()  # ‖T̂ − T‖ against the measured human T

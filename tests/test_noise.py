@@ -449,3 +449,20 @@ def test_corrupt_rows_summing_just_below_one_stay_in_range():
     noisy = corrupt(y, T, seed=0)
     assert noisy.min() >= 0 and noisy.max() <= 1
     assert abs(np.mean(noisy == 1) - 0.5) < 0.002
+
+
+def test_measured_transition_counts_each_clean_class():
+    clean = np.array([0, 0, 0, 0, 1, 1, 2])
+    noisy = np.array([0, 1, 1, 2, 1, 0, 2])
+    T = noise.measured_transition(clean, noisy, 4)
+    expected = np.array([[0.25, 0.5, 0.25, 0], [0.5, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    np.testing.assert_allclose(T, expected)  # class 3 has no example: identity row
+    validate_transition(T)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 20000)
+    T_true = symmetric(3, 0.3)
+    np.testing.assert_allclose(noise.measured_transition(y, corrupt(y, T_true, rng), 3), T_true, atol=0.02)
+    with pytest.raises(ValueError, match="differ in length"):
+        noise.measured_transition(clean, noisy[:-1], 4)
+    with pytest.raises(ValueError, match="noisy labels out of range"):
+        noise.measured_transition(clean, noisy + 2, 4)

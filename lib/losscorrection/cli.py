@@ -104,6 +104,8 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
     if args.command == "run":
         rate = 0.0 if args.noise == "none" else args.rate
         return [training.Cell(m, args.noise, rate, k) for m in args.method for k in range(runs)]
+    if (args.figure or args.with_figure) and not experiment.figure:
+        raise UsageError(f"{experiment.key} has no Figure 1 panel")
     cells = [] if args.figure else training.table_cells(experiment, runs)
     if args.figure or args.with_figure:
         cells += training.figure_cells(runs)

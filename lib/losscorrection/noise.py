@@ -17,15 +17,19 @@ from numpy.typing import ArrayLike
 __all__ = [
     "ASYMMETRIC_DATASETS",
     "CIFAR100_FINE_TO_COARSE",
+    "HUMAN_NOISES",
     "NOISES",
     "asymmetric",
     "corrupt",
+    "measured_transition",
     "symmetric",
     "validate_transition",
 ]
 
 ROW_SUM_TOLERANCE = 1e-6
-NOISES = ("none", "symmetric", "asymmetric")  # the kinds of noise of the paper's experiments
+# Real human label sets (CIFAR-10N): labels read from the data, not drawn from a T
+HUMAN_NOISES = ("aggre", "random1", "random2", "random3", "worst")
+NOISES = ("none", "symmetric", "asymmetric", *HUMAN_NOISES)  # the paper's kinds of noise, then the human ones
 
 # Coarse (superclass) index of each CIFAR-100 fine label, fine labels in their
 # official alphabetical order (apple = 0, ..., worm = 99). Superclass 0 is
@@ -190,3 +194,19 @@ def corrupt(labels: ArrayLike, T: ArrayLike, seed: int | np.random.Generator) ->
         mask = y == cls
         noisy[mask] = np.searchsorted(cdf[cls], u[mask], side="right")
     return noisy
+
+
+def measured_transition(clean: ArrayLike, noisy: ArrayLike, num_classes: int) -> np.ndarray:
+    """The T that a pair of label vectors shows: ``T[i, j]`` is the share of the
+    examples of clean class ``i`` labelled ``j`` (float64 ``(c, c)``). A class
+    with no examples gets the identity row. For real (e.g. human) noise this is
+    the class-conditional summary of noise that may also depend on the input."""
+    y = check_labels(clean, num_classes, "clean labels")
+    y_noisy = check_labels(noisy, num_classes, "noisy labels")
+    if y.shape != y_noisy.shape:
+        raise ValueError(f"clean and noisy labels differ in length: {y.shape[0]} and {y_noisy.shape[0]}")
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (y, y_noisy), 1.0)
+    empty = counts.sum(axis=1) == 0
+    counts[empty, empty.nonzero()[0]] = 1.0
+    return counts / counts.sum(axis=1, keepdims=True)

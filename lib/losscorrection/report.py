@@ -105,7 +105,8 @@ def _select(frame: pd.DataFrame, method: str, noise_kind: str, rate: float) -> p
 
 
 def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",), data_root=None) -> pd.DataFrame:
-    """Every Table 2 and Figure 1 cell of every experiment: the paper's value (where
+    """Every Table 2 and Figure 1 cell of every experiment (and the cells of the
+    experiments beyond the paper, such as CIFAR-10N): the paper's value (where
     published), ours (mean ± std), runs stored, profile and device, and a status:
     ``complete`` (the paper's run count), ``partial``, ``pending`` (none yet) or,
     for a cell without runs whose data set is absent from ``data_root``,
@@ -122,12 +123,13 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",), 
             columns=["method", "noise", "rate", "accuracy_mean", "accuracy_std", "runs"]
         )
         published = paper[paper["experiment"] == (experiment.paper_block or "")]
+        block = "Table 2" if experiment.paper_block else "beyond the paper"
         settings = dict.fromkeys(
-            [(n, r, "Table 2") for n, r in experiment.settings]
-            + [(c.noise, c.rate, "Figure 1") for c in training.figure_cells(1)]
+            [(n, r, block) for n, r in experiment.settings]
+            + [(c.noise, c.rate, "Figure 1") for c in training.figure_cells(1) if experiment.figure]
         )
         for noise_kind, rate, where in settings:
-            methods = METHODS if where == "Table 2" else training.FIGURE_METHODS
+            methods = training.FIGURE_METHODS if where == "Figure 1" else METHODS
             for method in methods:
                 if where == "Figure 1" and (noise_kind, rate) in experiment.settings:
                     continue  # the same cell is listed under Table 2

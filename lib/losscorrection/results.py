@@ -12,7 +12,7 @@ from importlib import resources
 import pandas as pd
 
 from .methods import METHOD_SPECS, METHODS, method_spec
-from .noise import NOISES
+from .noise import HUMAN_NOISES, NOISES
 from .store import CELL_KEY, COLUMNS, ResultStore, cell_key, device_description, git_commit, timestamp
 from .store import rate_key
 
@@ -76,7 +76,7 @@ def paper_table3() -> pd.DataFrame:
 
 
 def _setting_label(noise: str, rate: float) -> str:
-    return "none" if noise == "none" else f"{noise} {rate:g}"
+    return noise if noise == "none" or noise in HUMAN_NOISES else f"{noise} {rate:g}"
 
 
 def compare_with_paper(
@@ -134,7 +134,9 @@ NBSP = "\u00a0"
 
 
 def _short_setting(noise: str, rate: float) -> str:
-    return "none" if noise == "none" else f"{'sym.' if noise == 'symmetric' else 'asym.'} N = {rate:g}"
+    if noise == "none" or noise in HUMAN_NOISES:
+        return noise
+    return f"{'sym.' if noise == 'symmetric' else 'asym.'} N = {rate:g}"
 
 
 def star_marks(frame: pd.DataFrame) -> set[tuple[str, str, float]]:

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..noise import measured_transition
+from .cifar import _cifar10jpg_missing, _load_cifar10jpg
 from .files import CorruptDataError, _missing, reading, resolve_data_root
+from .splits import FullData
 
 __all__ = ["CIFAR10N_URL", "LABEL_SETS", "HumanLabels", "load_cifar10n_labels"]
 
@@ -45,9 +48,7 @@ class HumanLabels:
     def transition(self, label_set: str, num_classes: int = 10) -> np.ndarray:
         """T measured on the training images: ``T[i, j]`` is the share of the images
         of clean class ``i`` labelled ``j`` in ``label_set`` (float64, rows sum to one)."""
-        counts = np.zeros((num_classes, num_classes))
-        np.add.at(counts, (self.clean, self[label_set]), 1.0)
-        return counts / counts.sum(axis=1, keepdims=True)
+        return measured_transition(self.clean, self[label_set], num_classes)
 
     def __getitem__(self, label_set: str) -> np.ndarray:
         if label_set not in self.sets:
@@ -61,6 +62,31 @@ def _jpeg_order(paths: list[str]) -> np.ndarray:
     keys = [tuple(Path(p).parts[-2:]) for p in paths]
     rank = {key: i for i, key in enumerate(sorted(keys))}
     return np.array([rank[key] for key in keys], dtype=np.int64)
+
+
+def _cifar10n_missing(root: Path) -> list[str]:
+    base = root / "cifar10n"
+    return _cifar10jpg_missing(root) + [str(base / n) for n in (_LABELS_FILE, _MAPPING_FILE)
+                                        if not (base / n).is_file()]
+
+
+def _load_cifar10n(root: Path, download: bool, progress: bool = True) -> FullData:
+    """The CIFAR-10 JPEG copy with the five CIFAR-10N label sets of its training images."""
+    absent = _cifar10n_missing(root)
+    if absent:
+        raise _missing("CIFAR-10N on the CIFAR-10 JPEG copy", absent,
+                       f"<root>/cifar10-jpg/cifar10-jpg.tar.gz and <root>/cifar10n/{{{_LABELS_FILE},{_MAPPING_FILE}}}",
+                       f"get the labels from {CIFAR10N_URL} (licence CC BY-NC 4.0) with the mapping onto the JPEG copy")
+    images = _load_cifar10jpg(root, download, progress)
+    human = load_cifar10n_labels(root)
+    if not np.array_equal(human.clean, images.y_train):
+        raise CorruptDataError(root / "cifar10n" / _MAPPING_FILE,
+                               "maps the human labels onto images of other classes", _FIX)
+    rates = ", ".join(f"{name} {human.noise_rate(name):.1%}" for name in human.sets)
+    return images._replace(
+        label_sets=dict(human.sets),
+        description=f"{images.description}; CIFAR-10N human labels of the training images (wrong: {rates})",
+    )
 
 
 def load_cifar10n_labels(data_root: str | Path | None = None) -> HumanLabels:

@@ -18,6 +18,7 @@ from .cifar import (
     _cifar10_missing, _cifar10jpg_missing, _cifar100_missing, _load_cifar10, _load_cifar10jpg,
     _load_cifar100,
 )
+from .cifar10n import _cifar10n_missing, _load_cifar10n
 from .files import resolve_data_root
 from .imdb import _imdb_missing, _load_imdb
 from .mnist import (
@@ -52,6 +53,7 @@ REGISTRY: Mapping[str, DatasetEntry] = MappingProxyType({
     "imdb": DatasetEntry(_load_imdb, _imdb_missing, 22_500),
     "cifar10": DatasetEntry(_load_cifar10, _cifar10_missing, 45_000),
     "cifar10jpg": DatasetEntry(_load_cifar10jpg, _cifar10jpg_missing, 45_000),
+    "cifar10n": DatasetEntry(_load_cifar10n, _cifar10n_missing, 45_000),
     "cifar100": DatasetEntry(_load_cifar100, _cifar100_missing, 45_000),
 })
 DATASETS = tuple(REGISTRY)
@@ -91,7 +93,8 @@ def load_dataset(
     fetches data torchvision can download (MNIST, CIFAR) and the Keras IMDB
     file. Extra keyword arguments go to the data set's loader: ``imdb`` takes
     ``vocabulary_size=5000``, ``maxlen=400`` and ``source="auto"|"npz"|"aclimdb"``;
-    ``cifar10jpg`` takes ``progress=True``.
+    ``cifar10jpg`` and ``cifar10n`` take ``progress=True``. ``cifar10n`` is the
+    JPEG copy with the CIFAR-10N human labels in ``Split.label_sets``.
 
     Raises :class:`MissingDataError` when files are missing and ValueError for
     an unknown name.

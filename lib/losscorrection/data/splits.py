@@ -12,7 +12,7 @@ the hold-out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -44,7 +44,9 @@ class Split:
     ``x_*``: inputs (float32 features, int64 token ids, or uint8 images
     ``(n, 3, H, W)``); ``y_*``: clean labels, int64 ``(n,)`` in
     ``[0, num_classes)``. ``vocabulary`` (text only, where known) gives the
-    word of each token id.
+    word of each token id. ``label_sets`` (data sets with real noisy labels,
+    e.g. CIFAR-10N) maps a label set's name to its ``(train, val)`` labels,
+    aligned with ``y_train`` and ``y_val``.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Split:
     y_test: Tensor
     class_names: tuple[str, ...]
     vocabulary: tuple[str, ...] | None = None
+    label_sets: Mapping[str, tuple[Tensor, Tensor]] | None = None
 
     def __post_init__(self) -> None:
         for part in ("train", "val", "test"):
@@ -70,6 +73,9 @@ class Split:
             raise ValueError(
                 f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes"
             )
+        for set_name, (train, val) in (self.label_sets or {}).items():
+            if train.shape != self.y_train.shape or val.shape != self.y_val.shape:
+                raise ValueError(f"{self.name}: label set {set_name!r} does not match y_train and y_val")
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -154,6 +160,7 @@ class FullData(NamedTuple):
     class_names: tuple[str, ...]
     description: str
     vocabulary: tuple[str, ...] | None = None
+    label_sets: dict[str, np.ndarray] | None = None  # other labels of the training images, by name
 
 
 def _tensor(a: np.ndarray) -> Tensor:
@@ -186,6 +193,9 @@ def _make_split(
         y_test=_tensor(y_test[test_idx]),
         class_names=tuple(full.class_names),
         vocabulary=full.vocabulary,
+        label_sets=None if full.label_sets is None else {
+            name: (_tensor(np.asarray(y, dtype=np.int64)[train_idx]), _tensor(np.asarray(y, dtype=np.int64)[val_idx]))
+            for name, y in full.label_sets.items()},
     )
 
 

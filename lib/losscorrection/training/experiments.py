@@ -16,7 +16,7 @@ import numpy as np
 from .. import noise
 from ..data import Split
 from ..methods import METHODS
-from ..noise import NOISES
+from ..noise import HUMAN_NOISES, NOISES
 
 __all__ = [
     "ADAGRAD",
@@ -25,6 +25,7 @@ __all__ = [
     "EXPERIMENTS",
     "FIGURE_METHODS",
     "FIGURE_RATES",
+    "CIFAR10N_SETTINGS",
     "IMDB_SETTINGS",
     "MNIST_SETTINGS",
     "PROFILES",
@@ -79,6 +80,7 @@ CIFAR100_SGD = replace(CIFAR10_SGD, epochs=150, milestones=(80, 120))
 MNIST_SETTINGS = (("none", 0.0), ("symmetric", 0.2), ("asymmetric", 0.2), ("asymmetric", 0.6))
 IMDB_SETTINGS = (("none", 0.0), ("symmetric", 0.1), ("asymmetric", 0.1), ("asymmetric", 0.4))
 FIGURE_RATES = (0.0, 0.1, 0.2, 0.3, 0.4)
+CIFAR10N_SETTINGS = (("aggre", 0.0), ("random1", 0.0), ("worst", 0.0))  # human label sets: no rate
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +99,7 @@ class Experiment:
     paper_note: str = ""  # how our data differs from the paper block's, when it does
     quantile: float | None = 0.97  # estimator's α-percentile (None: argmax)
     augment: bool = False
+    figure: bool = True  # whether Figure 1 has a panel for it (its asymmetric-noise cells)
     model_kwargs: dict = field(default_factory=dict)
     dataset_kwargs: dict = field(default_factory=dict)  # extra data.load_dataset arguments
 
@@ -128,6 +131,13 @@ def _cifar(key: str, dataset: str, depth: int, description: str) -> Experiment:
     )
 
 
+def _cifar10n(depth: int) -> Experiment:
+    return replace(
+        _cifar(f"cifar10n_resnet{depth}", "cifar10n", depth, f"CIFAR-10N (JPEG copy, human labels), ResNet-{depth}"),
+        settings=CIFAR10N_SETTINGS, paper_block=None, paper_note="", figure=False,
+    )
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.key: e
     for e in (
@@ -152,6 +162,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         _cifar("cifar10jpg_resnet14", "cifar10jpg", 14, "CIFAR-10 (JPEG copy), ResNet-14"),
         _cifar("cifar10jpg_resnet32", "cifar10jpg", 32, "CIFAR-10 (JPEG copy), ResNet-32"),
         _cifar("cifar100_resnet44", "cifar100", 44, "CIFAR-100, ResNet-44"),
+        _cifar10n(14),
+        _cifar10n(32),
     )
 }
 
@@ -222,6 +234,8 @@ class Cell:
             raise ValueError(f"noise rate must lie in [0, 1), got {self.rate}")
         if self.noise == "none" and self.rate != 0.0:
             raise ValueError("noise 'none' takes rate 0")
+        if self.noise in HUMAN_NOISES and self.rate != 0.0:
+            raise ValueError(f"the human label set {self.noise!r} has no rate: give 0 (its labels are read, not drawn)")
         if self.run < 0:
             raise ValueError(f"run index must be >= 0, got {self.run}")
 
@@ -251,7 +265,11 @@ def figure_cells(runs: int, rates: Iterable[float] = FIGURE_RATES) -> list[Cell]
 
 
 def transition_for(experiment: Experiment, num_classes: int, noise_kind: str, rate: float) -> np.ndarray:
-    """The true T of a noise setting (identity for ``none``)."""
+    """The true T of a synthetic noise setting (identity for ``none``); a human
+    label set's T is measured from the data (:func:`noisy_labels`)."""
+    if noise_kind in HUMAN_NOISES:
+        raise ValueError(f"the T of the human label set {noise_kind!r} is measured from the data, "
+                         "see noisy_labels()")
     if noise_kind == "none":
         return np.eye(num_classes)
     if noise_kind == "symmetric":
@@ -290,7 +308,18 @@ def noisy_labels(
     """Corrupt the clean training and validation labels with the setting's true T.
 
     The draw depends on (run, noise, rate) only, so every method of a run sees
-    the same noisy labels."""
+    the same noisy labels. A human label set (:data:`~losscorrection.noise.HUMAN_NOISES`)
+    is not drawn: its labels come from ``split.label_sets``, the same for every
+    run, and its T is the one measured between the clean and the human labels
+    of the training split (:func:`~losscorrection.noise.measured_transition`)."""
+    if noise_kind in HUMAN_NOISES:
+        if not split.label_sets or noise_kind not in split.label_sets:
+            known = ", ".join(split.label_sets or ()) or "none"
+            raise ValueError(f"noise {noise_kind!r} needs human labels, and {split.name} has "
+                             f"{'only ' + known if split.label_sets else 'none'} (use a CIFAR-10N experiment)")
+        train, val = split.label_sets[noise_kind]
+        T = noise.measured_transition(split.y_train, train, split.num_classes)
+        return NoisyLabels(T, train.numpy().copy(), val.numpy().copy())
     T = transition_for(experiment, split.num_classes, noise_kind, rate)
     rng = np.random.default_rng([run, NOISES.index(noise_kind), round(rate * 1_000_000)])
     return NoisyLabels(
