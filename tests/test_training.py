@@ -1,5 +1,6 @@
 """The batched trainer (Algorithm 1), the results store and resumable sweeps."""
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -602,3 +603,34 @@ def test_a_chapter_over_its_budget_trains_nothing_and_says_what_it_would_cost(tm
     rows, note = training.ensure_results("digits_fc", cells[:2], profile="smoke", device="cpu",
                                          results_dir=tmp_path, budget_seconds=60, progress=False)
     assert len(rows) == 2 and note is None
+
+
+def test_auto_precision_uses_bf16_where_it_pays():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training.auto_bf16("resnet14", cuda) and training.auto_bf16("imdb_embedding", cuda)
+    assert not training.auto_bf16("mlp", cuda)
+    assert training.auto_bf16("resnet32", cpu, cpu_bf16=True) and training.auto_bf16("imdb_lstm", cpu, cpu_bf16=True)
+    assert not training.auto_bf16("resnet32", cpu, cpu_bf16=False)
+    assert not training.auto_bf16("mlp", cpu, cpu_bf16=True) and not training.auto_bf16("imdb_embedding", cpu, cpu_bf16=True)
+
+
+def test_a_learning_rate_override_is_stored_under_its_own_profile_label(tmp_path):
+    cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
+    rows = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                              lr=0.1, progress=False)
+    assert list(rows["profile"]) == ["smoke:lr=0.1"]
+    again = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                               progress=False)
+    assert list(again["profile"]) == ["smoke"]  # the override is not a run of the profile
+
+
+def test_module_runs_feed_convolutional_models_channels_last():
+    torch.manual_seed(0)
+    net = models.build_model("resnet14", 10)
+    reference = copy.deepcopy(net).eval()
+    stack = training.ModuleRuns([net], torch.device("cpu"))
+    assert stack.channels_last
+    assert net.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(stack.forward(x, train=False)[0], reference(x[0]), rtol=1e-4, atol=1e-4)

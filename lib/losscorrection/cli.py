@@ -58,6 +58,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--runs", type=int, default=None, help="runs per cell (default: the profile's)")
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="override the learning rate (stored under the profile label <profile>:lr=<lr>)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="auto: bf16 autocast for the ResNets and the LSTM on CUDA and on bf16-capable CPUs")
     parser.add_argument("--max-group", type=int, default=32,
                         help="most runs trained together as one batched model (default 32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -99,6 +103,8 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
         raise UsageError(f"--runs must be at least 1, got {runs}")
     if args.max_group < 1:
         raise UsageError(f"--max-group must be at least 1, got {args.max_group}")
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError(f"--lr must be positive, got {args.lr}")
     if args.jobs < 1 or args.threads is not None and args.threads < 1:
         raise UsageError(f"--jobs and --threads must be at least 1, got {args.jobs} and {args.threads}")
     if args.command == "run":
@@ -137,8 +143,8 @@ def _train(args) -> None:
     experiment = training.get_experiment(args.experiment)
     cells = _cells(args, experiment)
     options = dict(profile=args.profile, data_root=args.data_root, device=args.device,
-                   results_dir=args.results_dir, epochs=args.epochs, max_runs_per_group=args.max_group,
-                   progress=not args.quiet)
+                   results_dir=args.results_dir, epochs=args.epochs, lr=args.lr, precision=args.precision,
+                   max_runs_per_group=args.max_group, progress=not args.quiet)
     started = time.perf_counter()
     parts = split_by_setting(cells, args.jobs)
     if len(parts) <= 1:

@@ -24,7 +24,8 @@ Modules, from the bottom up:
 from ..methods import BN_HEAD_METHODS, STAGE_ONE
 from .checkpoint import CHECKPOINT_SECONDS
 from .experiments import (
-    ADAGRAD, CIFAR10_SGD, CIFAR100_SGD, EXPERIMENTS, FIGURE_METHODS, FIGURE_RATES, IMDB_SETTINGS,
+    ADAGRAD, CIFAR10_SGD, CIFAR10N_SETTINGS, CIFAR100_SGD, EXPERIMENTS, FIGURE_METHODS, FIGURE_RATES,
+    IMDB_SETTINGS,
     MNIST_SETTINGS, PROFILES, Cell, Experiment, NoisyLabels, ProfileSettings, Schedule, augment_seed,
     dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
     table_cells, transition_for,
@@ -33,11 +34,12 @@ from .loop import EVAL_BATCH, GroupData, RunOutcome, train_group, weight_decay_g
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
-from .runner import ensure_results, resolve_device, run_cells
+from .runner import auto_bf16, ensure_results, resolve_device, run_cells
 from .runs import GroupedLinear, GroupedRuns, ModuleRuns, RunStack, StackedMLP, group_modules
 
 __all__ = [
     "ADAGRAD",
+    "CIFAR10N_SETTINGS",
     "BN_HEAD_METHODS",
     "CHECKPOINT_SECONDS",
     "CIFAR10_SGD",
@@ -64,6 +66,7 @@ __all__ = [
     "Schedule",
     "StackedMLP",
     "augment_seed",
+    "auto_bf16",
     "correction_matrices",
     "dropout_seed",
     "ensure_results",
