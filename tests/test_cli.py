@@ -129,3 +129,14 @@ def test_sweep_in_two_processes_stores_every_run_once(tmp_path, capsys):
     assert len(frame) == 8 and not frame.duplicated(["method", "noise", "rate", "run"]).any()
     assert all(d.endswith(", 1 threads") for d in frame["device"])  # the 2 cores shared by 2 processes
     assert "8 new runs of 8 requested (0 already stored) in" in capsys.readouterr().out
+
+
+def test_study_jpeg_penalty_prints_both_versions_and_the_gap(tmp_path, capsys):
+    import test_experiments
+    test_experiments._lossless_subset_files(tmp_path / "data", per_class=8)
+    args = ["study", "jpeg-penalty", "--runs", "1", "--profile", "smoke", "--epochs", "1", "--lr", "0.1",
+            "--device", "cpu", "--data-root", str(tmp_path / "data"), "--results-dir", str(tmp_path / "r"), "--quiet"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "(smoke:lr=0.1:epochs=1)" in out and "lossless" in out and "JPEG penalty:" in out
+    assert cli.main(["study", "jpeg-penalty", "--runs", "0"]) == 2

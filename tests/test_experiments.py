@@ -2,6 +2,7 @@
 real data where the data root has it, on small files in the official formats
 otherwise; the LSTM on short sequences."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -132,3 +133,67 @@ def test_cifar10n_cell_end_to_end_on_small_files(tmp_path):
     assert set(frame["noise"]) == {"worst"} and set(frame["rate"]) == {0.0}
     T_error = frame.loc[frame["method"] == "forward_That", "T_error"]
     assert T_error.notna().all() and (T_error > 0).all()  # ‖T̂ − T‖ against the measured human T
+
+
+def _lossless_subset_files(root, per_class=6):
+    """A small JPEG copy of 3 classes and its "lossless originals": the copy's own
+    decoded pixels, listed in an interleaved original order."""
+    from losscorrection import data
+    dataset_files.write_cifar10_jpg(root, per_class_train=per_class, per_class_test=2,
+                                    classes=("airplane", "bird", "cat"))
+    copy = data.cifar10jpg_arrays(root, progress=False)
+    order = np.argsort(np.tile(np.arange(per_class), 3), kind="stable")  # class 0, 1, 2, 0, 1, 2, ...
+    x = copy["x_train"][order].transpose(0, 2, 3, 1)
+    target = root / "cifar10-lossless-subset"
+    target.mkdir(parents=True)
+    np.savez(target / "cifar10_train_first4000.npz", x=x, y=copy["y_train"][order].astype(np.uint8),
+             orig_index=np.arange(len(x), dtype=np.int32))
+    return copy, order
+
+
+def test_jpeg_penalty_splits_pair_each_lossless_image_with_its_jpeg(tmp_path):
+    from losscorrection import data
+    copy, order = _lossless_subset_files(tmp_path)
+    splits = data.jpeg_penalty_splits(tmp_path, test_fraction=1 / 3, validation_fraction=0.25, progress=False)
+    lossless, jpeg = splits["lossless"], splits["jpeg"]
+    assert lossless.sizes == jpeg.sizes == {"train": 9, "val": 3, "test": 6}
+    for part in ("train", "val", "test"):
+        torch.testing.assert_close(getattr(lossless, f"x_{part}"), getattr(jpeg, f"x_{part}"))  # same pixels here
+        torch.testing.assert_close(getattr(lossless, f"y_{part}"), getattr(jpeg, f"y_{part}"))
+    assert sorted(np.bincount(lossless.y_test.numpy())) == [2, 2, 2]  # stratified
+    # originals that are not the copy's images are refused
+    subset = tmp_path / "cifar10-lossless-subset" / "cifar10_train_first4000.npz"
+    with np.load(subset) as archive:
+        arrays = dict(archive)
+    np.savez(subset, **{**arrays, "x": 255 - arrays["x"]})
+    with pytest.raises(data.CorruptDataError, match="grey levels"):
+        data.jpeg_penalty_splits(tmp_path, progress=False)
+    (tmp_path / "cifar10-lossless-subset" / "cifar10_train_first4000.npz").unlink()
+    with pytest.raises(data.MissingDataError, match="cifar10_train_first4000.npz"):
+        data.jpeg_penalty_splits(tmp_path)
+
+
+def test_jpeg_penalty_trains_both_versions_and_summarises_the_gap(tmp_path):
+    _lossless_subset_files(tmp_path / "data", per_class=8)
+    rows = training.jpeg_penalty(tmp_path / "data", runs=2, profile="smoke", device="cpu",
+                                 results_dir=tmp_path / "results", progress=False)
+    assert sorted(rows["version"]) == ["jpeg", "jpeg", "lossless", "lossless"]
+    summary = training.jpeg_penalty_summary(rows, profile="smoke")
+    assert list(summary["runs"]) == [2, 2]
+    by_version = rows.groupby("version")["test_accuracy"]
+    assert summary.attrs["gap"] == pytest.approx(by_version.mean()["lossless"] - by_version.mean()["jpeg"])
+    expected_se = np.sqrt(sum(by_version.std(ddof=0)[v] ** 2 / 2 for v in ("lossless", "jpeg")))
+    assert summary.attrs["gap_se"] == pytest.approx(expected_se)
+
+
+def test_cifar10n_image_dependence_record(tmp_path):
+    _cifar10n_files(tmp_path / "data")
+    record = training.cifar10n_image_dependence(tmp_path / "data", folds=2, epochs=1, permutations=20,
+                                                device="cpu", results_dir=tmp_path, progress=False)
+    saved = json.loads((tmp_path / training.IMAGE_DEPENDENCE_FILE).read_text())
+    assert saved == record
+    assert set(record["label_sets"]) == {"aggre", "random1", "random2", "random3", "worst"}
+    for test in record["label_sets"].values():
+        assert test["permutations"] == 20
+        assert test["p_value"] is None if test["mislabelled"] == 0 else 0 < test["p_value"] <= 1
+    assert len(record["probe_accuracy"]) == 2 and record["train_size"] == 11

@@ -466,3 +466,28 @@ def test_measured_transition_counts_each_clean_class():
         noise.measured_transition(clean, noisy[:-1], 4)
     with pytest.raises(ValueError, match="noisy labels out of range"):
         noise.measured_transition(clean, noisy + 2, 4)
+
+
+def test_image_dependence_detects_input_dependent_noise_and_not_class_conditional_noise():
+    rng = np.random.default_rng(0)
+    n, c = 3000, 3
+    clean = rng.integers(0, c, n)
+    probs = rng.dirichlet(np.ones(c), n)  # a model's out-of-fold beliefs
+    # class-conditional noise: which example is flipped ignores probs
+    flips = corrupt(clean, symmetric(c, 0.3), rng)
+    calm = noise.image_dependence(probs, clean, flips, permutations=200)
+    assert calm.p_value > 0.01 and abs(calm.z) < 3
+    assert calm.mislabelled == int((flips != clean).sum())
+    # input-dependent noise: an annotator picks the wrong class the model finds most plausible
+    plausible = probs.copy()
+    plausible[np.arange(n), clean] = -1
+    human = np.where(rng.random(n) < 0.3, plausible.argmax(1), clean)
+    dependent = noise.image_dependence(probs, clean, human, permutations=200)
+    assert dependent.p_value == pytest.approx(1 / 201) and dependent.z > 10
+    # the statistic by hand
+    wrong = human != clean
+    assert dependent.statistic == pytest.approx(probs[wrong, human[wrong]].mean())
+    with pytest.raises(ValueError, match="differ in length"):
+        noise.image_dependence(probs[:-1], clean, human)
+    nothing = noise.image_dependence(probs, clean, clean)
+    assert nothing.mislabelled == 0 and np.isnan(nothing.p_value)

@@ -1,4 +1,4 @@
-"""Command line: ``losscorrection run | sweep | table | list``.
+"""Command line: ``losscorrection run | sweep | study | table | list``.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     losscorrection sweep cifar10jpg_resnet14 --with-figure --methods backward_T --device cuda
     losscorrection sweep imdb_embedding --jobs 2                # two processes, one thread each
     losscorrection table mnist10k                               # ours next to the paper
+    losscorrection study jpeg-penalty                           # lossless vs JPEG, 4,000 images
+    losscorrection study image-dependence                       # CIFAR-10N's labels vs its images
 
 Bad arguments and missing data end with one line on stderr and exit status 2.
 """
@@ -20,6 +22,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -89,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "train as one group")
     sweep.add_argument("--methods", nargs="+", choices=METHODS, default=None,
                        help="only these methods (default: all of the block or grid)")
+    study = sub.add_parser("study", help="beyond the paper: jpeg-penalty or image-dependence (CIFAR-10N)")
+    study.add_argument("name", choices=("jpeg-penalty", "image-dependence"))
+    study.add_argument("--data-root", default=None, help="data folder (default: $LOSSCORR_DATA or ./data)")
+    study.add_argument("--results-dir", default="results")
+    study.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    study.add_argument("--profile", choices=training.PROFILES, default="paper", help="jpeg-penalty: the schedule")
+    study.add_argument("--runs", type=int, default=3, help="jpeg-penalty: runs per version (default 3)")
+    study.add_argument("--lr", type=float, default=None, help="jpeg-penalty: override the learning rate")
+    study.add_argument("--epochs", type=int, default=None,
+                       help="jpeg-penalty: override the profile's epochs; image-dependence: the probes' (default 3)")
+    study.add_argument("--permutations", type=int, default=1000, help="image-dependence: null draws (default 1000)")
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
     table = sub.add_parser("table", help="our results next to the paper's Table 2")
     table.add_argument("experiment")
     table.add_argument("--results-dir", default="results")
@@ -167,6 +182,30 @@ def _train(args) -> None:
           f"in {elapsed:.1f} s{processes} -> {ResultStore(args.results_dir).path(experiment.key)}")
 
 
+def _study(args) -> None:
+    if args.runs < 1 or args.permutations < 1 or args.epochs is not None and args.epochs < 1:
+        raise UsageError("--runs, --permutations and --epochs must be at least 1")
+    options = dict(device=args.device, results_dir=args.results_dir, progress=not args.quiet)
+    if args.name == "jpeg-penalty":
+        rows = training.jpeg_penalty(args.data_root, runs=args.runs, profile=args.profile, epochs=args.epochs,
+                                     lr=args.lr, **options)
+        label = rows.attrs["profile"]
+        summary = training.jpeg_penalty_summary(rows, profile=label)
+        print(f"test accuracy on the same test images, lossless and as JPEG ({label}):")
+        for version, row in summary.iterrows():
+            print(f"  {version:9s} {row['mean']:.2f} ± {row['std']:.2f} ({int(row['runs'])} runs)")
+        if "gap" in summary.attrs:
+            print(f"  JPEG penalty: {summary.attrs['gap']:.2f} ± {summary.attrs['gap_se']:.2f} points")
+    else:
+        record = training.cifar10n_image_dependence(args.data_root, epochs=args.epochs or 3,
+                                                    permutations=args.permutations, **options)
+        print(f"probe accuracy on unseen halves: {', '.join(f'{a:.1f} %' for a in record['probe_accuracy'])}")
+        for name, test in record["label_sets"].items():
+            print(f"  {name:8s} statistic {test['statistic']:.4f}, null {test['null_mean']:.4f} ± "
+                  f"{test['null_std']:.4f}, z {test['z']:.1f}, p {test['p_value']:.4f}")
+        print(f"-> {Path(args.results_dir) / training.IMAGE_DEPENDENCE_FILE}")
+
+
 def _table(args) -> None:
     experiment = training.get_experiment(args.experiment)
     frame = ResultStore(args.results_dir).load(experiment.key)
@@ -192,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{key:22s} {experiment.description}")
         elif args.command == "table":
             _table(args)
+        elif args.command == "study":
+            _study(args)
         else:
             _train(args)
     except (UsageError, ValueError, FileNotFoundError) as err:

@@ -11,6 +11,8 @@ so every row sums to one. (cleanlab's ``noise_matrix`` is the transpose.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -20,7 +22,9 @@ __all__ = [
     "HUMAN_NOISES",
     "NOISES",
     "asymmetric",
+    "ImageDependence",
     "corrupt",
+    "image_dependence",
     "measured_transition",
     "symmetric",
     "validate_transition",
@@ -210,3 +214,66 @@ def measured_transition(clean: ArrayLike, noisy: ArrayLike, num_classes: int) ->
     empty = counts.sum(axis=1) == 0
     counts[empty, empty.nonzero()[0]] = 1.0
     return counts / counts.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ImageDependence:
+    """The result of :func:`image_dependence`."""
+
+    statistic: float  # mean probability the model gives the noisy label of a mislabelled example
+    null_mean: float  # the same with the noisy labels shuffled within each clean class
+    null_std: float
+    p_value: float  # one-sided: (1 + #{null >= statistic}) / (1 + permutations); NaN without mislabelled examples
+    mislabelled: int  # examples whose noisy label differs from the clean one
+    permutations: int
+
+    @property
+    def z(self) -> float:
+        """``(statistic - null_mean) / null_std``."""
+        return (self.statistic - self.null_mean) / self.null_std if self.null_std > 0 else float("inf")
+
+
+def image_dependence(probs: ArrayLike, clean: ArrayLike, noisy: ArrayLike, permutations: int = 1000,
+                     seed: int = 0) -> ImageDependence:
+    """Does label noise depend on the input beyond its class? A permutation test.
+
+    ``probs`` ``(n, c)``: class probabilities of each example from a model that
+    never saw it (out of fold), trained on clean labels; ``clean``, ``noisy``
+    ``(n,)``. The statistic is the mean of ``probs[i, noisy[i]]`` over the
+    mislabelled examples: how plausible the wrong labels look to the model.
+    Under class-conditional noise (the paper's Section 2 model) which example
+    of a class receives which noisy label is independent of the input, so
+    shuffling the noisy labels among the examples of each clean class gives
+    the statistic's null distribution (the number of mislabelled examples and
+    the measured T are unchanged). Human mistakes on confusing images push the
+    statistic above the null; so does a correct pairing of labels and images
+    (it is also how we check the mapping of CIFAR-10N's labels onto our images).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be (n, c), got shape {probs.shape}")
+    y = check_labels(clean, probs.shape[1], "clean labels")
+    y_noisy = check_labels(noisy, probs.shape[1], "noisy labels")
+    if not len(y) == len(y_noisy) == len(probs):
+        raise ValueError(f"probs, clean and noisy labels differ in length: {len(probs)}, {len(y)}, {len(y_noisy)}")
+    if permutations < 1:
+        raise ValueError(f"permutations must be at least 1, got {permutations}")
+
+    def statistic(labels: np.ndarray) -> float:
+        wrong = labels != y
+        return float(probs[wrong, labels[wrong]].mean()) if wrong.any() else float("nan")
+
+    observed = statistic(y_noisy)
+    if np.isnan(observed):  # no mislabelled example: nothing to test
+        return ImageDependence(observed, observed, observed, observed, 0, permutations)
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y == c) for c in range(probs.shape[1])]
+    null = np.empty(permutations)
+    shuffled = y_noisy.copy()
+    for b in range(permutations):
+        for idx in members:
+            shuffled[idx] = y_noisy[idx[rng.permutation(len(idx))]]
+        null[b] = statistic(shuffled)
+    return ImageDependence(observed, float(null.mean()), float(null.std()),
+                           float((1 + (null >= observed).sum()) / (1 + permutations)),
+                           int((y_noisy != y).sum()), permutations)

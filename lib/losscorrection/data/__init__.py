@@ -18,7 +18,10 @@ the accepted layouts and where to get the data. The modules:
   10,000, uint8 ``(n, 3, 32, 32)``) and ``cifar10jpg``, CIFAR-10 decoded once
   from its JPEG copy into a cache;
 - :mod:`~losscorrection.data.cifar10n`: CIFAR-10N's human labels in the JPEG
-  copy's training order (:func:`load_cifar10n_labels`);
+  copy's training order (:func:`load_cifar10n_labels`), and ``cifar10n``, the
+  JPEG copy with them (``Split.label_sets``);
+- :mod:`~losscorrection.data.lossless_subset`: the first 4,000 CIFAR-10 training
+  images lossless and as JPEG, one partition (:func:`jpeg_penalty_splits`);
 - :mod:`~losscorrection.data.clothing1m`: Clothing1M as a list of image files
   (:func:`load_clothing1m`, :class:`ImageListDataset`,
   :func:`clothing1m_overlap_transition`);
@@ -46,6 +49,7 @@ from .files import CACHE_ENV, DATA_ENV, CorruptDataError, MissingDataError, reso
 from .imdb import (
     ACLIMDB_URL, IMDB_NPZ_URL, IMDB_WORD_INDEX_URL, encode_ranks, pad_sequences, rank_words, tokenize,
 )
+from .lossless_subset import LOSSLESS_SUBSET_FILE, jpeg_penalty_splits, load_lossless_subset
 from .mnist import MNIST_NPZ_URL, MNIST_URL, read_idx_images, read_idx_labels
 from .registry import DATASETS, load_dataset, missing_files, nominal_train_size
 from .splits import TEST_FRACTION, TEST_SPLIT_SEED, Split, holdout_split, split_arrays, stratified_holdout
@@ -67,9 +71,11 @@ __all__ = [
     "clothing1m_overlap_transition",
     "encode_ranks",
     "holdout_split",
+    "jpeg_penalty_splits",
     "load_cifar10n_labels",
     "load_clothing1m",
     "load_dataset",
+    "load_lossless_subset",
     "missing_files",
     "nominal_train_size",
     "pad_sequences",

@@ -18,7 +18,10 @@ Modules, from the bottom up:
 - :mod:`~losscorrection.training.checkpoint`: saving and resuming a group;
 - :mod:`~losscorrection.training.loop`: :func:`train_group`, one stage for K runs;
 - :mod:`~losscorrection.training.runner`: :func:`run_cells` and
-  :func:`ensure_results`, Algorithm 1 over the cells with the results store.
+  :func:`ensure_results`, Algorithm 1 over the cells with the results store;
+- :mod:`~losscorrection.training.studies`: beyond the paper, the JPEG penalty
+  on 4,000 lossless CIFAR-10 images and the image dependence of CIFAR-10N's
+  human labels.
 """
 
 from ..methods import BN_HEAD_METHODS, STAGE_ONE
@@ -35,10 +38,16 @@ from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
 from .runner import auto_bf16, ensure_results, resolve_device, run_cells
+from .studies import (
+    IMAGE_DEPENDENCE_FILE, JPEG_PENALTY_KEYS, cifar10n_image_dependence, jpeg_penalty, jpeg_penalty_rows,
+    jpeg_penalty_summary,
+)
 from .runs import GroupedLinear, GroupedRuns, ModuleRuns, RunStack, StackedMLP, group_modules
 
 __all__ = [
     "ADAGRAD",
+    "IMAGE_DEPENDENCE_FILE",
+    "JPEG_PENALTY_KEYS",
     "CIFAR10N_SETTINGS",
     "BN_HEAD_METHODS",
     "CHECKPOINT_SECONDS",
@@ -66,12 +75,16 @@ __all__ = [
     "Schedule",
     "StackedMLP",
     "augment_seed",
+    "cifar10n_image_dependence",
     "auto_bf16",
     "correction_matrices",
     "dropout_seed",
     "ensure_results",
     "figure_cells",
     "get_experiment",
+    "jpeg_penalty",
+    "jpeg_penalty_rows",
+    "jpeg_penalty_summary",
     "group_modules",
     "identity_mix_for",
     "invertible_backward_matrix",
