@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Book order; each name is notebooks/<name>.py, rendered from book/generated/<name>.ipynb.
 NOTEBOOKS = (
-    "theory", "estimator", "mnist", "imdb", "cifar", "clothing1m", "comparison", "status",
+    "theory", "estimator", "mnist", "imdb", "cifar", "cifar10n", "clothing1m", "comparison", "status",
     "your_dataset",
 )
 

@@ -567,7 +567,7 @@ def test_rows_record_size_precision_mixing_and_a_profile_only_when_it_was_follow
     assert np.isnan(mixes["forward_T"])
     rows, note = training.ensure_results("digits_fc", cells, profile="paper", train_missing=False,
                                          results_dir=tmp_path)
-    assert rows.empty and note == "2 of 2 runs (paper profile) not run yet"
+    assert rows.empty and note.startswith("not run here: 2 runs, about ") and "on this CPU" in note
     smoke = training.run_cells("digits_fc", cells[1:], profile="smoke", device="cpu", results_dir=tmp_path,
                                progress=False)
     assert list(smoke["profile"]) == ["smoke"] and list(smoke["train_size"]) == [512]
@@ -583,8 +583,11 @@ def test_cost_estimates_come_from_stored_runs_else_from_reference_throughput():
     assert reference == pytest.approx(2 * 50 * 22.5 * budget.REFERENCE_SECONDS["cpu"]["imdb_lstm"])
     stored = pd.DataFrame({"device": ["cpu: x86_64", "cpu: x86_64", "cuda: H100"], "wall_seconds": [10.0, 30.0, 1.0],
                            "epochs": [2, 2, 2], "train_size": [1000, 1000, 1000]})
-    # median over the CPU rows: 10 s per epoch per 1,000 examples
-    assert budget.estimate_seconds(experiment, 3, schedule, 500, "cpu", stored) == pytest.approx(3 * 50 * 5.0)
+    # median over the CPU rows of the same training size: 10 s per epoch per 1,000 examples
+    assert budget.estimate_seconds(experiment, 3, schedule, 1000, "cpu", stored) == pytest.approx(3 * 50 * 10.0)
+    # rows of another training size say nothing: the reference throughput instead
+    assert budget.estimate_seconds(experiment, 3, schedule, 500, "cpu", stored) == pytest.approx(
+        3 * 50 * 0.5 * budget.REFERENCE_SECONDS["cpu"]["imdb_lstm"])
     assert budget.estimate_seconds(experiment, 1, schedule, 500, "tpu") == float("inf")
     assert [budget.describe_duration(s) for s in (30, 600, 72_000, float("inf"))] == [
         "about 30 s", "about 10 min", "about 20 h", "an unknown time"]

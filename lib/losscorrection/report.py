@@ -152,15 +152,17 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",), 
 
 
 def plot_transition_pair(
-    T: np.ndarray, T_hat: np.ndarray, titles: tuple[str, str], suptitle: str, decimals: int = 2
+    T: np.ndarray, T_hat: np.ndarray | None, titles: tuple[str, ...], suptitle: str, decimals: int = 2
 ) -> plt.Figure:
-    """Heatmaps of a true ``T (c, c)`` and an estimate ``T_hat (c, c)`` side by side.
+    """Heatmaps of a true ``T (c, c)`` and an estimate ``T_hat (c, c)`` side by side
+    (``T`` alone when ``T_hat`` is None).
 
     Rows are the true class ``i``, columns the noisy class ``j`` (the paper's
     ``T[i, j] = p(noisy j | true i)``); every entry is annotated.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
-    for ax, matrix, title in zip(axes, (T, T_hat), titles):
+    matrices = (T,) if T_hat is None else (T, T_hat)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5.5 * len(matrices), 5.2), squeeze=False)
+    for ax, matrix, title in zip(axes[0], matrices, titles):
         sns.heatmap(np.asarray(matrix), ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True,
                     fmt=f".{decimals}f", annot_kws={"size": 7}, cbar=False, square=True)
         ax.set_title(title)

@@ -37,11 +37,12 @@ def estimate_seconds(
     epochs on ``train_size`` examples on a ``device_type`` (``cpu`` or ``cuda``).
 
     From ``stored`` rows of the experiment (the results store's columns) that
-    ran on the same kind of device, when there are any: their median training
-    time per epoch and example. Otherwise from :data:`REFERENCE_SECONDS`
-    (``inf`` for a network without a reference)."""
+    ran on the same kind of device with the same training size, when there are
+    any: their median training time per epoch and example (a run on a few
+    examples is mostly overhead, so it says nothing of a full one). Otherwise
+    from :data:`REFERENCE_SECONDS` (``inf`` for a network without a reference)."""
     if stored is not None and not stored.empty:
-        same = stored[stored["device"].astype(str).str.startswith(device_type)]
+        same = stored[stored["device"].astype(str).str.startswith(device_type) & (stored["train_size"] == train_size)]
         if not same.empty:
             per_epoch_example = (same["wall_seconds"] / (same["epochs"] * same["train_size"])).median()
             return float(runs * schedule.epochs * train_size * per_epoch_example)

@@ -331,26 +331,29 @@ def ensure_results(
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
     cells = list(dict.fromkeys(cells))
     store_dir = results_dir if reuse_results else tempfile.mkdtemp(prefix=f"{experiment.key}-")
+    absent = data_module.missing_files(experiment.dataset, data_root) if experiment.dataset in data_module.DATASETS else []
     note = None
-    if train_missing and budget_seconds is not None:
-        note = _over_budget_note(experiment, cells, profile, epochs, limit, device, store_dir, budget_seconds)
-        train_missing = note is None
-    if train_missing:
-        try:
-            run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
-                      results_dir=store_dir, epochs=epochs, limit=limit, progress=progress)
-        except data_module.MissingDataError as err:
-            note = _needs_data_note(experiment, err.missing or [str(err)])
+    if train_missing and not absent:
+        if budget_seconds is not None:
+            note = _over_budget_note(experiment, cells, profile, epochs, limit, device, store_dir, budget_seconds)
+        if note is None:
+            try:
+                run_cells(experiment, cells, profile=profile, data_root=data_root, device=device,
+                          results_dir=store_dir, epochs=epochs, limit=limit, progress=progress)
+            except data_module.MissingDataError as err:
+                note = _needs_data_note(experiment, err.missing or [str(err)])
     frame = ResultStore(store_dir).load(experiment.key)
     label = _resolve_profile(experiment, profile, epochs, limit, own_data=False)[2]
     wanted = {cell_key(c.method, *c.noise_key, label) for c in cells}
     keys = [cell_key(*row) for row in frame[list(CELL_KEY)].itertuples(index=False)]
     frame = frame.loc[np.array([k in wanted for k in keys], dtype=bool)].reset_index(drop=True)
     missing = len(wanted) - len(set(keys) & wanted)
-    if missing and note is None:
-        absent = data_module.missing_files(experiment.dataset, data_root)
-        note = (_needs_data_note(experiment, absent) if absent
-                else f"{missing} of {len(wanted)} runs ({label} profile) not run yet")
+    if not missing:
+        return frame, None
+    if note is None:  # not trained here: say what is missing and what it would cost
+        note = (_needs_data_note(experiment, absent) if absent else
+                _over_budget_note(experiment, cells, profile, epochs, limit, device, store_dir, 0.0)
+                or f"{missing} of {len(wanted)} runs ({label} profile) not run yet")
     return frame, note
 
 
@@ -374,8 +377,9 @@ def _over_budget_note(experiment: Experiment, cells: list[Cell], profile: str, e
     where = "on this CPU" if here == "cpu" else "on this GPU"
     gpu = estimate_seconds(experiment, runs, schedule, size, "cuda", stored)
     on_gpu = f", {describe_duration(gpu)} on one H100" if here == "cpu" and math.isfinite(gpu) else ""
+    figure = " --with-figure" if experiment.figure else ""
     return (f"not run here: {runs} runs, {describe_duration(cost)} {where}{on_gpu}: "
-            f"`losscorrection sweep {experiment.key} --with-figure --profile {profile}`")
+            f"`losscorrection sweep {experiment.key}{figure} --profile {profile}`")
 
 
 def _needs_data_note(experiment: Experiment, missing: list[str]) -> str:
