@@ -384,6 +384,10 @@ def test_he_and_uniform_initialisation():
     assert_uniform_005(emb.embedding.weight)
     assert_uniform_005(emb.output.weight)
     assert bool((emb.output.bias == 0).all())
+    released = models.EmbeddingClassifier(output_init="he_normal")  # the released code's output layer
+    assert_he_normal(released.output.weight, 400 * 50)
+    with pytest.raises(ValueError, match="output_init"):
+        models.EmbeddingClassifier(output_init="glorot")
 
     lstm = models.LSTMClassifier()
     assert_uniform_005(lstm.embedding.weight)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .gathered import gathered_linear
-from .layers import SpatialDropout1d, _apply_head, _check_rate, _init_linear, _uniform, output_head
+from .layers import SpatialDropout1d, _apply_head, _check_rate, _he_normal, _init_linear, _uniform, output_head
 
 __all__ = ["EmbeddingClassifier", "LSTMClassifier"]
 
@@ -35,8 +35,10 @@ class EmbeddingClassifier(nn.Module):
     vocabulary row, not per token; the leading padding (id ``padding_id``,
     0 in Keras' ``pad_sequences``) is summed in closed form, not gathered.
 
-    Init: embedding and output layer uniform in [-0.05, 0.05], zero bias (the
-    released code uses ``he_normal`` on the output layer).
+    Init: embedding uniform in [-0.05, 0.05]; output layer uniform in
+    [-0.05, 0.05] as the text says for layers not followed by a ReLU
+    (``output_init="uniform"``), or He normal as the released code has it
+    (``output_init="he_normal"``); zero bias.
 
     Input int64 token ids ``(n, length)`` (reviews padded or truncated to
     ``length``, 400 in the paper); output logits ``(n, num_classes)``.
@@ -51,14 +53,19 @@ class EmbeddingClassifier(nn.Module):
         num_classes: int = 2,
         bn_head: bool = False,
         padding_id: int | None = 0,
+        output_init: str = "uniform",
     ) -> None:
         super().__init__()
+        if output_init not in ("uniform", "he_normal"):
+            raise ValueError(f"unknown output_init {output_init!r}; known: uniform, he_normal")
         self.length = int(length)
         self.padding_id = padding_id
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         _uniform(self.embedding.weight)
         self.spatial_dropout = SpatialDropout1d(spatial_dropout)
         self.output = _init_linear(nn.Linear(self.length * embedding_dim, num_classes), relu_follows=False)
+        if output_init == "he_normal":
+            _he_normal(self.output.weight)
         self.head = output_head(num_classes) if bn_head else None
 
     def forward(self, x: Tensor) -> Tensor:
