@@ -31,6 +31,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["sweep", "digits_fc", "--figure", "--with-figure"], "not allowed with argument"),
         (["sweep", "digits_fc", "--methods", "forward"], "invalid choice: 'forward'"),
         (["sweep", "digits_fc", "--jobs", "0"], "--jobs and --threads must be at least 1"),
+        (["sweep", "digits_fc", "--model-option", "dropout"], "--model-option takes KEY=VALUE"),
         (["sweep", "cifar10n_resnet14", "--figure"], "cifar10n_resnet14 has no Figure 1 panel"),
         (["run", "cifar10n_resnet14", "--method", "forward_T", "--noise", "aggre", "--rate", "0.1"], "has no rate"),
     ],
@@ -140,3 +141,19 @@ def test_study_jpeg_penalty_prints_both_versions_and_the_gap(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(smoke:lr=0.1:epochs=1)" in out and "lossless" in out and "JPEG penalty:" in out
     assert cli.main(["study", "jpeg-penalty", "--runs", "0"]) == 2
+
+
+def test_a_model_option_is_trained_and_stored_under_its_own_label(tmp_path, monkeypatch):
+    args = ["run", "digits", "--method", "cross_entropy", "--noise", "none", "--runs", "1", "--profile", "smoke",
+            "--model-option", "dropout=0.25", "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
+    built = []
+    build = runner.models.build_model
+
+    def recording(name, num_classes, **kwargs):
+        built.append(kwargs.get("dropout"))
+        return build(name, num_classes, **kwargs)
+
+    monkeypatch.setattr(runner.models, "build_model", recording)
+    assert cli.main(args) == 0
+    assert built == [0.25]
+    assert list(ResultStore(tmp_path).load("digits_fc")["profile"]) == ["smoke:dropout=0.25"]

@@ -63,6 +63,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--lr", type=float, default=None,
                         help="override the learning rate (stored under the profile label <profile>:lr=<lr>)")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a network argument that differs from the experiment's, e.g. output_init=he_normal "
+                             "(repeatable; stored under the profile label <profile>:KEY=VALUE)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="auto: bf16 autocast for the ResNets and the LSTM on CUDA and on bf16-capable CPUs")
     parser.add_argument("--max-group", type=int, default=32,
@@ -134,6 +137,22 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
     return [c for c in cells if args.methods is None or c.method in args.methods]
 
 
+def _model_options(pairs: list[str]) -> dict:
+    """``["dropout=0.5", "output_init=he_normal"]`` -> ``{"dropout": 0.5, "output_init": "he_normal"}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--model-option takes KEY=VALUE, got {pair!r}")
+        for kind in (int, float):
+            try:
+                options[key] = kind(text)
+                break
+            except ValueError:
+                options[key] = text
+    return options
+
+
 def split_by_setting(cells: list[training.Cell], parts: int) -> list[list[training.Cell]]:
     """``cells`` cut into at most ``parts`` lists of similar length that share no
     noise setting, so each list trains its own stage-1 runs for T̂ (largest
@@ -159,6 +178,7 @@ def _train(args) -> None:
     cells = _cells(args, experiment)
     options = dict(profile=args.profile, data_root=args.data_root, device=args.device,
                    results_dir=args.results_dir, epochs=args.epochs, lr=args.lr, precision=args.precision,
+                   model_options=_model_options(args.model_option),
                    max_runs_per_group=args.max_group, progress=not args.quiet)
     started = time.perf_counter()
     parts = split_by_setting(cells, args.jobs)

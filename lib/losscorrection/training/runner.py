@@ -92,6 +92,7 @@ def run_cells(
     epochs: int | None = None,
     limit: int | None = None,
     lr: float | None = None,
+    model_options: dict | None = None,
     max_runs_per_group: int = 32,
     precision: str = "auto",
     progress: bool = True,
@@ -118,6 +119,10 @@ def run_cells(
         Override the profile's epochs, examples kept per split and learning
         rate; the rows are then stored under a profile label that says so
         (e.g. ``paper:lr=0.1``).
+    model_options
+        Keyword arguments for the network that override the experiment's
+        (e.g. ``{"output_init": "he_normal"}``); stored under a profile label
+        that names them (``paper:output_init=he_normal``).
     max_runs_per_group
         How many runs of one method train together as one batched model.
     precision
@@ -145,6 +150,10 @@ def run_cells(
     """
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
     schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None, lr=lr)
+    changed = {k: v for k, v in (model_options or {}).items() if experiment.model_kwargs.get(k, object()) != v}
+    if changed:
+        experiment = replace(experiment, model_kwargs={**experiment.model_kwargs, **changed})
+        label = ":".join([label, *(f"{k}={v}" for k, v in sorted(changed.items()))])
     store = ResultStore(results_dir)
     done = store.done_cells(experiment.key)
     pending, estimated, stage_one = _plan(experiment, cells, label, store, done)
