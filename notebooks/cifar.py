@@ -51,7 +51,8 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from losscorrection import report
+from losscorrection import report, training
+from losscorrection.results import ResultStore
 
 on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
 if train_missing is None:
@@ -87,3 +88,56 @@ for name in experiments:
     options = {**common, **smoke_options} if trains else common
     display(Markdown(report.figure_panel(name, **options, train_missing=trains).markdown))
     plt.show()
+
+# %% [markdown]
+# ## Why are we about 5 points below the paper? Three measured suspects
+#
+# Our ResNet-14 on the JPEG copy sits about 5 points below the paper's
+# CIFAR-10 column in every setting we ran. Three known differences could
+# explain it, each measured here: the JPEG compression of our images, the
+# learning rate (the text says 0.01, the released code starts at 0.1) and the
+# scope of the weight decay (the released code decays the kernels only; our
+# first runs decayed every parameter).
+#
+# ### The JPEG penalty
+#
+# The first 4,000 CIFAR-10 training images exist here without loss as well as
+# in the JPEG copy. ResNet-14 is trained and tested on each version of the
+# *same* images (2,700 training, 300 validation and 1,000 test images, one
+# stratified partition; clean cross-entropy; the CIFAR schedule), three runs
+# each (`losscorrection study jpeg-penalty`). The difference of the means is
+# what the compression costs at this data size.
+
+# %%
+penalty = training.jpeg_penalty_rows(committed_results_dir)
+summary = training.jpeg_penalty_summary(penalty)
+if summary["runs"].fillna(0).min() == 0:
+    display(Markdown("*Not run here yet: `losscorrection study jpeg-penalty` (six ResNet-14 runs on 2,700 "
+                     "images, about 25 min on a 2-core CPU with bf16).*"))
+else:
+    shown_rows = penalty[penalty["profile"] == "paper"]
+    table = summary.assign(accuracy=[f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["mean"], summary["std"])])
+    display(Markdown(table[["runs", "accuracy"]].to_markdown()))
+    display(Markdown(
+        f"JPEG penalty (lossless − JPEG): **{summary.attrs['gap']:.2f} ± {summary.attrs['gap_se']:.2f} points** "
+        f"(standard error of the difference of the means). {report.provenance(shown_rows)}"))
+
+# %% [markdown]
+# ### The learning rate and the weight decay
+#
+# Every stored clean cross-entropy ResNet-14 run on the JPEG copy, by the
+# profile it ran under: `paper` is the companion's default schedule, and a
+# suffix names what differed from it (`lr=0.1`: the released code's starting
+# rate; `weight_decay_scope=all`: every parameter decayed, not only the
+# kernels). The paper's value for this cell is 87.8 %.
+
+# %%
+clean = ResultStore(committed_results_dir).load("cifar10jpg_resnet14")
+clean = clean[(clean["method"] == "cross_entropy") & (clean["noise"] == "none")]
+if clean.empty:
+    display(Markdown("*No clean cross-entropy ResNet-14 run stored yet.*"))
+else:
+    variants = clean.groupby("profile").agg(
+        runs=("test_accuracy", "size"), accuracy=("test_accuracy", "mean"),
+        device=("device", lambda d: ", ".join(sorted(set(d)))), precision=("precision", "first"))
+    display(Markdown(variants.to_markdown(floatfmt=".2f")))

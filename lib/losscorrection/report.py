@@ -19,7 +19,7 @@ from .results import (
     summarize,
 )
 
-__all__ = ["Block", "figure_panel", "plot_transition_pair", "status_table", "table_block"]
+__all__ = ["Block", "figure_panel", "plot_transition_pair", "provenance", "status_table", "table_block"]
 
 
 @dataclass
@@ -36,7 +36,8 @@ def _runs(experiment: training.Experiment, profile: str, runs: int | None) -> in
     return runs or training.profile_settings(experiment, profile).runs
 
 
-def _provenance(frame: pd.DataFrame) -> str:
+def provenance(frame: pd.DataFrame) -> str:
+    """One line of where runs come from: how many, on which devices, how much training time."""
     if frame.empty:
         return ""
     devices = ", ".join(sorted(set(frame["device"].astype(str))))
@@ -60,7 +61,7 @@ def table_block(
     frame, note = training.ensure_results(
         experiment, cells, profile=profile, train_missing=train_missing, **options
     )
-    lines = [f"**{experiment.description}** ({profile} profile). {_provenance(frame)}"]
+    lines = [f"**{experiment.description}** ({profile} profile). {provenance(frame)}"]
     if experiment.paper_note:
         lines.append(f"Paper column: {experiment.paper_note}.")
     if note:
@@ -93,7 +94,7 @@ def figure_panel(
     if not frame.empty:
         ax = ax if ax is not None else plt.subplots(figsize=(5, 3.8))[1]
         plot_accuracy_vs_noise(frame, ax, title=f"{experiment.key} ({profile} profile)")
-    text = f"Figure 1 panel, **{experiment.description}** ({profile} profile). {_provenance(frame)}"
+    text = f"Figure 1 panel, **{experiment.description}** ({profile} profile). {provenance(frame)}"
     if note:
         text += f" *{note}.*"
     return Block(experiment, frame, note, text)
