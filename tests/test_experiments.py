@@ -3,6 +3,8 @@ real data where the data root has it, on small files in the official formats
 otherwise; the LSTM on short sequences."""
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -197,3 +199,21 @@ def test_cifar10n_image_dependence_record(tmp_path):
         assert test["permutations"] == 20
         assert test["p_value"] is None if test["mislabelled"] == 0 else 0 < test["p_value"] <= 1
     assert len(record["probe_accuracy"]) == 2 and record["train_size"] == 11
+
+
+def test_cifar10n_smoke_sweep_on_the_real_labels(tmp_path):
+    """The CIFAR-10N blocks' code path on the real data: every method on aggre,
+    random1 and worst (smoke profile: 512 images, 2 epochs, 1 run)."""
+    from conftest import find_real_data_root
+    root = find_real_data_root(("cifar10n",))
+    result = subprocess.run(
+        [sys.executable, "-m", "losscorrection.cli", "sweep", "cifar10n_resnet14", "--profile", "smoke",
+         "--device", "cpu", "--data-root", str(root), "--results-dir", str(tmp_path), "--quiet"],
+        capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    frame = ResultStore(tmp_path).load("cifar10n_resnet14")
+    assert len(frame) == 30 and set(frame["noise"]) == {"aggre", "random1", "worst"}
+    estimated = frame[frame["method"].isin(["forward_That", "backward_That"])]
+    assert estimated["T_error"].notna().all()
+    true_T = frame[frame["method"].isin(["forward_T", "backward_T"])]
+    assert true_T["T_error"].isna().all() or (true_T["T_error"] == 0).all()
