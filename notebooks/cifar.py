@@ -48,21 +48,17 @@ committed_results_dir = "results"  # the GPU runs committed with the book
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 from IPython.display import Markdown, display
 
 from losscorrection import report, training
 from losscorrection.results import ResultStore
 
-on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-if train_missing is None:
-    train_missing = on_gpu or profile == "smoke"
+# Without training, the chapter shows the committed paper-profile runs whatever the profile.
+train_missing, common = report.gpu_chapter_options(
+    profile=profile, device=device, train_missing=train_missing, results_dir=results_dir,
+    committed_results_dir=committed_results_dir, runs=runs, reuse_results=reuse_results, data_root=data_root,
+    epochs=epochs, progress=progress, budget_minutes=budget_minutes)
 smoke = profile == "smoke"
-# Without training, show the committed paper-profile GPU runs whatever the profile.
-shown = (dict(profile=profile, results_dir=results_dir) if train_missing
-         else dict(profile="paper", results_dir=committed_results_dir))
-common = dict(runs=runs, reuse_results=reuse_results, data_root=data_root, device=device, epochs=epochs,
-              progress=progress, budget_seconds=60 * budget_minutes, **shown)
 experiments = ["cifar10jpg_resnet14", "cifar10jpg_resnet32", "cifar10_resnet14", "cifar10_resnet32",
                "cifar100_resnet44"]
 

@@ -59,20 +59,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from IPython.display import Markdown, display
 
 from losscorrection import data, report, training
 from losscorrection.results import ResultStore
 
-on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-if train_missing is None:
-    train_missing = on_gpu or profile == "smoke"
+# Without training, the chapter shows the committed paper-profile runs whatever the profile.
+train_missing, common = report.gpu_chapter_options(
+    profile=profile, device=device, train_missing=train_missing, results_dir=results_dir,
+    committed_results_dir=committed_results_dir, runs=runs, reuse_results=reuse_results, data_root=data_root,
+    epochs=epochs, progress=progress, budget_minutes=budget_minutes)
 smoke = profile == "smoke"
-shown = (dict(profile=profile, results_dir=results_dir) if train_missing
-         else dict(profile="paper", results_dir=committed_results_dir))
-common = dict(runs=runs, reuse_results=reuse_results, data_root=data_root, device=device, epochs=epochs,
-              progress=progress, budget_seconds=60 * budget_minutes, **shown)
 experiments = ["cifar10n_resnet14", "cifar10n_resnet32"]
 label_sets = [noise for noise, _ in training.CIFAR10N_SETTINGS]
 missing = data.missing_files("cifar10n", data_root)
@@ -95,10 +92,10 @@ else:
     rates = pd.DataFrame({"label set": list(human.sets),
                           "wrong labels": [f"{human.noise_rate(s):.2%}" for s in human.sets]})
     display(Markdown(rates.to_markdown(index=False)))
-    stored_T_hat = ResultStore(shown["results_dir"]).load_transitions("cifar10n_resnet14")
+    stored_T_hat = ResultStore(common["results_dir"]).load_transitions("cifar10n_resnet14")
     for name in label_sets:
         T = human.transition(name)
-        keys = sorted(k for k in stored_T_hat if k.startswith(f"{name}/0/") and k.endswith(f"/{shown['profile']}"))
+        keys = sorted(k for k in stored_T_hat if k.startswith(f"{name}/0/") and k.endswith(f"/{common['profile']}"))
         T_hat = stored_T_hat[keys[0]] if keys else None
         note = (f"‖T̂ − T‖₁ = {np.abs(T_hat - T).sum():.2f}" if keys else "T̂: no stage-1 run stored yet")
         report.plot_transition_pair(T, T_hat, (f"measured T, {name}", "estimated T̂ (ResNet-14, run 0)"),
@@ -168,8 +165,8 @@ for name in experiments:
 # entries) of the stage-1 runs, per label set:
 
 # %%
-stored = ResultStore(shown["results_dir"]).load("cifar10n_resnet14")
-stored = stored[(stored["profile"] == shown["profile"]) & stored["T_error"].notna()]
+stored = ResultStore(common["results_dir"]).load("cifar10n_resnet14")
+stored = stored[(stored["profile"] == common["profile"]) & stored["T_error"].notna()]
 if stored.empty:
     display(Markdown("*No run with T̂ stored yet.*"))
 else:

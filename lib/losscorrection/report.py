@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 from . import training
 from .data import missing_files as data_missing_files
@@ -19,7 +20,8 @@ from .results import (
     summarize,
 )
 
-__all__ = ["Block", "figure_panel", "plot_transition_pair", "provenance", "status_table", "table_block"]
+__all__ = ["Block", "figure_panel", "gpu_chapter_options", "plot_transition_pair", "provenance", "status_table",
+           "table_block"]
 
 
 @dataclass
@@ -43,6 +45,25 @@ def provenance(frame: pd.DataFrame) -> str:
     devices = ", ".join(sorted(set(frame["device"].astype(str))))
     wall = frame["wall_seconds"].sum()
     return f"{len(frame)} runs on {devices}; {wall / 60:.1f} min of training in all."
+
+
+def gpu_chapter_options(
+    *, profile: str, device: str, train_missing: bool | None, results_dir, committed_results_dir,
+    runs: int | None, reuse_results: bool, data_root, epochs: int | None, progress: bool, budget_minutes: float,
+) -> tuple[bool, dict]:
+    """``(train_missing, options)`` for a chapter whose experiments need a GPU.
+
+    ``train_missing`` None means: train missing runs only on a GPU or in the
+    smoke profile. Without training, the chapter shows the committed
+    paper-profile runs of ``committed_results_dir`` whatever the profile.
+    ``options`` go to :func:`table_block` and :func:`figure_panel`."""
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if train_missing is None:
+        train_missing = on_gpu or profile == "smoke"
+    shown = (dict(profile=profile, results_dir=results_dir) if train_missing
+             else dict(profile="paper", results_dir=committed_results_dir))
+    return train_missing, dict(runs=runs, reuse_results=reuse_results, data_root=data_root, device=device,
+                               epochs=epochs, progress=progress, budget_seconds=60 * budget_minutes, **shown)
 
 
 def table_block(
