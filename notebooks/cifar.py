@@ -51,7 +51,6 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from losscorrection import report, training
-from losscorrection.results import ResultStore
 
 # Without training, the chapter shows the committed paper-profile runs whatever the profile.
 train_missing, common = report.gpu_chapter_options(
@@ -128,12 +127,4 @@ else:
 # kernels). The paper's value for this cell is 87.8 %.
 
 # %%
-clean = ResultStore(committed_results_dir).load("cifar10jpg_resnet14")
-clean = clean[(clean["method"] == "cross_entropy") & (clean["noise"] == "none")]
-if clean.empty:
-    display(Markdown("*No clean cross-entropy ResNet-14 run stored yet.*"))
-else:
-    variants = clean.groupby("profile").agg(
-        runs=("test_accuracy", "size"), accuracy=("test_accuracy", "mean"),
-        device=("device", lambda d: ", ".join(sorted(set(d)))), precision=("precision", "first"))
-    display(Markdown(variants.to_markdown(floatfmt=".2f")))
+display(Markdown(report.variants_table(committed_results_dir, "cifar10jpg_resnet14")))

@@ -1,6 +1,7 @@
 """Aggregation of stored runs: the paper's bold rule, Table 2 and status frames."""
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from scipy import stats
 
 from losscorrection import report, results, training
+from losscorrection.results import ResultStore
 
 
 def runs(spec, noise="asymmetric", rate=0.2):
@@ -198,3 +200,17 @@ def test_format_accuracy_shows_no_spread_for_a_single_run():
     assert results.format_accuracy(82.44, 0.0, 1, with_runs=False) == "82.4"
     assert results.format_accuracy(93.04, 0.26, 5) == "93.0 ± 0.3 (5)"
     assert results.format_accuracy(97.9, 0.04) == "97.9 ± 0.0"  # the paper's entries carry no count
+
+
+def test_variants_table_groups_one_cell_by_profile(tmp_path):
+    store = ResultStore(tmp_path)
+    base = {c: 0 for c in results.COLUMNS} | {"experiment": "imdb_embedding", "method": "cross_entropy",
+                                              "noise": "none", "rate": 0.0, "device": "cpu", "precision": "fp32"}
+    store.append([base | {"run": k, "profile": "paper", "test_accuracy": 84.0 + k} for k in range(3)]
+                 + [base | {"run": 0, "profile": "paper:output_init=he_normal", "test_accuracy": 86.5}]
+                 + [base | {"run": 0, "profile": "paper", "noise": "symmetric", "rate": 0.1, "test_accuracy": 1.0}])
+    table = report.variants_table(tmp_path, "imdb_embedding")
+    assert "`paper`" in table and "`paper:output_init=he_normal`" in table
+    assert "85.0 ± 0.8" in table and "86.5" in table
+    assert re.search(r"`paper`\s*\|\s*3\s*\|", table)  # the symmetric run is another cell
+    assert "No run" in report.variants_table(tmp_path, "imdb_embedding", "savage")

@@ -21,7 +21,7 @@ from .results import (
 )
 
 __all__ = ["Block", "figure_panel", "gpu_chapter_options", "plot_transition_pair", "provenance", "status_table",
-           "table_block"]
+           "table_block", "variants_table"]
 
 
 @dataclass
@@ -45,6 +45,24 @@ def provenance(frame: pd.DataFrame) -> str:
     devices = ", ".join(sorted(set(frame["device"].astype(str))))
     wall = frame["wall_seconds"].sum()
     return f"{len(frame)} runs on {devices}; {wall / 60:.1f} min of training in all."
+
+
+def variants_table(results_dir, experiment: str, method: str = "cross_entropy", noise: str = "none",
+                   rate: float = 0.0) -> str:
+    """Markdown: every stored run of one cell grouped by the profile it ran under
+    (``paper``, ``paper:lr=0.1``, ...): runs, mean ± std of the test accuracy,
+    devices and precision; how a text-against-code choice was decided."""
+    frame = ResultStore(results_dir).load(experiment)
+    frame = _select(frame, method, noise, rate)
+    if frame.empty:
+        return f"*No run of {method} ({noise} {rate:g}) stored for `{experiment}` yet.*"
+    rows = [{"profile": f"`{profile}`", "runs": len(group),
+             "accuracy": format_accuracy(group["test_accuracy"].mean(), group["test_accuracy"].std(ddof=0),
+                                         len(group), with_runs=False),
+             "device": ", ".join(sorted(set(group["device"].astype(str)))),
+             "precision": ", ".join(sorted(set(group["precision"].astype(str))))}
+            for profile, group in frame.groupby("profile")]
+    return pd.DataFrame(rows).to_markdown(index=False)
 
 
 def gpu_chapter_options(
