@@ -1,11 +1,12 @@
 """Model-epochs per second of the MNIST network: K runs batched vs one run at a time.
 
-Usage: python benchmarks/bench_batched_mlp.py [--device cpu|cuda] [--epochs 2] [--ks 1 8 32]
+Usage: python benchmarks/bench_batched_mlp.py [--device cpu|cuda] [--epochs 2] [--ks 1 8 32] [--bf16]
 
 "One run at a time" is the plain PyTorch loop: an ``nn.Module`` MLP (dropout 0.5),
 AdaGrad, shuffled mini-batches of 128 and a validation pass per epoch. "Batched"
 is :func:`losscorrection.training.train_group` on a :class:`StackedMLP` of K runs
-(each with its own data order, dropout masks and labels). Both use 7,200
+(each with its own data order, dropout masks and labels); with ``--bf16`` each
+K is measured again with the products under bfloat16 autocast. Both use 7,200
 training and 800 validation MNIST-shaped inputs (the MNIST-10k split sizes).
 Prints a table and writes ``benchmarks/out/batched_mlp_<device>.json``.
 """
@@ -57,13 +58,13 @@ def one_at_a_time(data, y_train, y_val, epochs: int, device: torch.device) -> fl
     return (time.perf_counter() - started) / epochs
 
 
-def batched(data, y_train, y_val, K: int, epochs: int, device: torch.device) -> float:
-    """Seconds per model-epoch of K runs trained together."""
+def batched(data, y_train, y_val, K: int, epochs: int, device: torch.device, bf16: bool = False) -> float:
+    """Seconds per model-epoch of K runs trained together (products in bf16 with ``bf16``)."""
     modules = []
     for k in range(K):
         torch.manual_seed(k)
         modules.append(models.MLP(DIM, CLASSES))
-    stack = training.StackedMLP(modules, list(range(K)), device)
+    stack = training.StackedMLP(modules, list(range(K)), device, bf16=bf16)
     schedule = training.Schedule("adagrad", 0.01, epochs)
     _sync(device)
     started = time.perf_counter()
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--bf16", action="store_true", help="also measure each K with bf16 autocast")
     args = parser.parse_args()
     device = torch.device(args.device)
     data, y_train, y_val = synthetic(device)
@@ -92,8 +94,10 @@ def main() -> None:
     single = one_at_a_time(data, y_train, y_val, args.epochs, device)
     rows = [{"K": 1, "mode": "one run at a time", "model_epochs_per_s": 1 / single, "speedup": 1.0}]
     for K in args.ks:
-        seconds = batched(data, y_train, y_val, K, args.epochs, device)
-        rows.append({"K": K, "mode": "batched", "model_epochs_per_s": 1 / seconds, "speedup": single / seconds})
+        for bf16 in (False, True) if args.bf16 else (False,):
+            seconds = batched(data, y_train, y_val, K, args.epochs, device, bf16)
+            rows.append({"K": K, "mode": "batched, bf16" if bf16 else "batched", "model_epochs_per_s": 1 / seconds,
+                         "speedup": single / seconds})
     print(f"device: {device_description(device)}")
     print(f"{'K':>4} {'mode':>18} {'model-epochs/s':>15} {'speed-up':>9}")
     for r in rows:

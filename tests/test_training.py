@@ -637,3 +637,20 @@ def test_module_runs_feed_convolutional_models_channels_last():
     x = torch.randn(1, 4, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(stack.forward(x, train=False)[0], reference(x[0]), rtol=1e-4, atol=1e-4)
+
+
+def test_stacked_mlp_in_bf16_draws_the_fp32_masks_and_stays_close():
+    modules = []
+    for k in range(3):
+        torch.manual_seed(k)
+        modules.append(models.MLP(20, 4, hidden=(16, 16), dropout=0.5, bn_head=True))
+    x = torch.rand(3, 32, 20)
+    outputs = {}
+    for bf16 in (False, True):
+        stack = training.StackedMLP(copy.deepcopy(modules), [7, 8, 9], torch.device("cpu"), bf16=bf16)
+        train = stack.forward(x, train=True)
+        outputs[bf16] = (train, stack.forward(x, train=False))
+        assert train.dtype == torch.float32
+    for fp32, bf16 in zip(outputs[False], outputs[True]):
+        torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)  # bf16 keeps 8 bits of mantissa
+        assert not torch.equal(bf16, fp32)  # the products did run in bf16

@@ -63,7 +63,7 @@ def _build_stack(experiment: Experiment, method: str, cells: list[Cell], split: 
             )
         )
     if isinstance(modules[0], models.MLP):
-        return StackedMLP(modules, [dropout_seed(c.seed) for c in cells], device)
+        return StackedMLP(modules, [dropout_seed(c.seed) for c in cells], device, bf16=bf16)
     if device.type == "cuda" and isinstance(modules[0], models.PreActResNet):
         return GroupedRuns(modules, device, bf16=bf16)
     return ModuleRuns(modules, device, bf16=bf16, dropout_seeds=[dropout_seed(c.seed) for c in cells])
@@ -126,7 +126,7 @@ def run_cells(
     max_runs_per_group
         How many runs of one method train together as one batched model.
     precision
-        ``fp32``, ``bf16`` (autocast of the forward pass, module models only) or
+        ``fp32``, ``bf16`` (autocast of the forward pass) or
         ``auto`` (:func:`auto_bf16`: bf16 for the convolutional and recurrent
         models on CUDA and on CPUs with native bf16 arithmetic).
     progress

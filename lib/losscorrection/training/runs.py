@@ -53,11 +53,12 @@ def _kernels(module: nn.Module) -> list[Tensor]:
 
 
 def _dropout(h: Tensor, p: float, generators: list[torch.Generator]) -> Tensor:
-    """Inverted dropout with one generator per run: ``h (K, B, d)``."""
+    """Inverted dropout with one generator per run: ``h (K, B, d)``. The masks are
+    drawn in float32 whatever ``h``'s dtype, so bf16 runs see the fp32 runs' masks."""
     if p == 0.0:
         return h
     keep = torch.stack(
-        [torch.rand(h.shape[1:], generator=g, device=h.device, dtype=h.dtype) for g in generators]
+        [torch.rand(h.shape[1:], generator=g, device=h.device) for g in generators]
     ) >= p
     return h * keep / (1.0 - p)
 
@@ -69,10 +70,14 @@ class StackedMLP:
     is one batched product per layer. Inputs are ``(K, B, d)`` (per-run batches)
     or ``(N, d)`` (one set shared by every run); outputs ``(K, B, c)`` logits.
     The optional batch-normalised head keeps per-run running statistics and,
-    when affine, a per-run scale ``(K, 1, c)`` and shift ``(K, 1, c)``.
+    when affine, a per-run scale ``(K, 1, c)`` and shift ``(K, 1, c)``. With
+    ``bf16`` the products run under bfloat16 autocast (weights, head and
+    losses stay in float32).
     """
 
-    def __init__(self, modules: list[models.MLP], dropout_seeds: list[int], device: torch.device) -> None:
+    def __init__(self, modules: list[models.MLP], dropout_seeds: list[int], device: torch.device,
+                 bf16: bool = False) -> None:
+        self.bf16 = bf16
         layers = [m.linear_layers() for m in modules]
         self.weights = [
             torch.stack([ls[i].weight.detach().t() for ls in layers]).to(device).requires_grad_()
@@ -111,12 +116,14 @@ class StackedMLP:
         """``shared`` inputs ``(N, d)`` broadcast against the stacked weights."""
         h = x
         last = len(self.weights) - 1
-        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.matmul(h, W) + b
-            if i < last:
-                h = torch.relu(h)
-                if train:
-                    h = _dropout(h, self.p, self.generators)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            for i, (W, b) in enumerate(zip(self.weights, self.biases)):
+                h = torch.matmul(h, W) + b
+                if i < last:
+                    h = torch.relu(h)
+                    if train:
+                        h = _dropout(h, self.p, self.generators)
+        h = h.float()
         return self._head(h, train) if self.head else h
 
     def _head(self, h: Tensor, train: bool) -> Tensor:
