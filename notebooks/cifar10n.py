@@ -62,6 +62,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from losscorrection import data, report, training
+from losscorrection.estimation import estimation_error
 from losscorrection.results import ResultStore
 
 # Without training, the chapter shows the committed paper-profile runs whatever the profile.
@@ -97,7 +98,7 @@ else:
         T = human.transition(name)
         keys = sorted(k for k in stored_T_hat if k.startswith(f"{name}/0/") and k.endswith(f"/{common['profile']}"))
         T_hat = stored_T_hat[keys[0]] if keys else None
-        note = (f"‖T̂ − T‖₁ = {np.abs(T_hat - T).sum():.2f}" if keys else "T̂: no stage-1 run stored yet")
+        note = (f"‖T̂ − T‖₁ / ‖T‖₁ = {estimation_error(T_hat, T):.2f}" if keys else "T̂: no stage-1 run stored yet")
         report.plot_transition_pair(T, T_hat, (f"measured T, {name}", "estimated T̂ (ResNet-14, run 0)"),
                                     f"CIFAR-10N {name}: {human.noise_rate(name):.1%} wrong labels; {note}")
         plt.show()
@@ -161,8 +162,9 @@ for name in experiments:
 # ### How far is T̂ from the measured T?
 #
 # The paper's estimator assumes class-conditional noise and anchor points;
-# human noise breaks the first assumption. The mean ‖T̂ − T‖₁ (summed over
-# entries) of the stage-1 runs, per label set:
+# human noise breaks the first assumption. The relative error ‖T̂ − T‖₁ / ‖T‖₁
+# (sums of absolute entries; `T_error` in the results store) of the stage-1
+# runs, per label set:
 
 # %%
 stored = ResultStore(common["results_dir"]).load("cifar10n_resnet14")
@@ -171,7 +173,7 @@ if stored.empty:
     display(Markdown("*No run with T̂ stored yet.*"))
 else:
     errors = stored.groupby("noise")["T_error"].agg(["mean", "count"]).reindex(label_sets).dropna()
-    errors = pd.DataFrame({"‖T̂ − T‖": [f"{m:.3f}" for m in errors["mean"]],
+    errors = pd.DataFrame({"‖T̂ − T‖₁ / ‖T‖₁": [f"{m:.3f}" for m in errors["mean"]],
                            "runs": errors["count"].astype(int).tolist()}, index=errors.index)
     display(Markdown(errors.to_markdown()))
 

@@ -214,3 +214,19 @@ def test_variants_table_groups_one_cell_by_profile(tmp_path):
     assert "85.0 ± 0.8" in table and "86.5" in table
     assert re.search(r"`paper`\s*\|\s*3\s*\|", table)  # the symmetric run is another cell
     assert "No run" in report.variants_table(tmp_path, "imdb_embedding", "savage")
+
+
+def test_compare_runs_pairs_cells_and_runs_welch_tests():
+    from scipy.stats import ttest_ind
+    a = pd.DataFrame({"method": ["savage"] * 3 + ["forward_T"] * 3, "noise": ["none"] * 6, "rate": [0.0] * 6,
+                      "test_accuracy": [90.0, 91.0, 92.0, 50.0, 51.0, 52.0]})
+    b = pd.DataFrame({"method": ["savage"] * 3 + ["backward_T"], "noise": ["none"] * 4, "rate": [0.0] * 4,
+                      "test_accuracy": [90.5, 91.5, 91.0, 10.0]})
+    table = results.compare_runs(a, b)
+    assert list(table["method"]) == ["savage"]  # forward_T and backward_T are on one side only
+    row = table.iloc[0]
+    assert row["difference"] == pytest.approx(91.0 - 91.0)
+    assert row["p_value"] == pytest.approx(ttest_ind([90, 91, 92], [90.5, 91.5, 91.0], equal_var=False).pvalue)
+    assert row["within_noise"]
+    far = results.compare_runs(a, b.assign(test_accuracy=b["test_accuracy"] - 5))
+    assert not far.iloc[0]["within_noise"] and far.iloc[0]["difference"] == pytest.approx(5.0)

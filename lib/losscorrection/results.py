@@ -25,6 +25,7 @@ __all__ = [
     "cell_key",
     "compact_legend",
     "compact_table",
+    "compare_runs",
     "compare_with_paper",
     "device_description",
     "figure_summary",
@@ -56,6 +57,30 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                       runs="count").reset_index()
     out["accuracy_std"] = out["accuracy_std"].fillna(0.0)
     return out
+
+
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Two sets of runs of the same cells side by side (e.g. bf16 against fp32).
+
+    One row per (method, noise, rate) stored in both: ``mean_a``, ``mean_b``,
+    ``difference`` (a − b), ``runs_a``, ``runs_b``, the two-sided Welch t-test's
+    ``p_value`` (NaN with fewer than two runs on a side) and ``within_noise``
+    (``p_value >= alpha``; by chance about ``alpha`` of identical cells fail it)."""
+    from scipy.stats import ttest_ind
+
+    keys = ["method", "noise", "rate"]
+    rows = []
+    for key, runs_a in a.groupby(keys, sort=False)["test_accuracy"]:
+        runs_b = b[(b["method"] == key[0]) & (b["noise"] == key[1])
+                   & ((b["rate"].astype(float) - key[2]).abs() < 1e-9)]["test_accuracy"]
+        if runs_b.empty:
+            continue
+        p = ttest_ind(runs_a, runs_b, equal_var=False).pvalue if min(len(runs_a), len(runs_b)) > 1 else float("nan")
+        rows.append(dict(zip(keys, key), mean_a=runs_a.mean(), mean_b=runs_b.mean(),
+                         difference=runs_a.mean() - runs_b.mean(), runs_a=len(runs_a), runs_b=len(runs_b),
+                         p_value=p, within_noise=bool(p >= alpha) if p == p else False))
+    return pd.DataFrame(rows, columns=[*keys, "mean_a", "mean_b", "difference", "runs_a", "runs_b", "p_value",
+                                       "within_noise"])
 
 
 def paper_table() -> pd.DataFrame:
