@@ -10,7 +10,7 @@ dropout, ReLU, their gradients and the embedding's own backward) and keeps it
 for the backward pass: for a batch of 128 reviews that is 10 MB per run, more
 than the CPU's caches hold. :func:`gathered_linear` instead
 
-* gathers :data:`CHUNK` reviews at a time (about 2.5 MB), scales them in place,
+* gathers :data:`CHUNK` reviews at a time (about 1.3 MB), scales them in place,
   uses them and drops them; the backward pass gathers them again (cheaper than
   reading them back from memory) and scatters the table gradient with one
   ``index_add_``;
@@ -31,7 +31,7 @@ from torch import Tensor
 
 __all__ = ["CHUNK", "gathered_linear"]
 
-CHUNK = 16  # reviews gathered at a time: their (32, 400, 50) activation stays in cache
+CHUNK = 16  # reviews gathered at a time: their (16, 400, 50) activation, 1.3 MB, stays in cache
 
 
 class _Plan:
