@@ -561,7 +561,8 @@ def test_rows_record_size_precision_mixing_and_a_profile_only_when_it_was_follow
     custom = training.run_cells("digits_fc", cells, profile="paper", device="cpu", results_dir=tmp_path,
                                 epochs=1, limit=50, progress=False)
     assert set(custom["profile"]) == {"paper:epochs=1:limit=50"}
-    assert set(custom["train_size"]) == {50} and set(custom["precision"]) == {"fp32"}
+    expected = "bf16" if training.auto_bf16("mlp", torch.device("cpu")) else "fp32"
+    assert set(custom["train_size"]) == {50} and set(custom["precision"]) == {expected}
     mixes = custom.set_index("method")["identity_mix"]
     assert mixes["backward_T"] == 0.01  # 5 <-> 6 flips at N = 0.5: T is singular
     assert np.isnan(mixes["forward_T"])
@@ -614,7 +615,8 @@ def test_auto_precision_uses_bf16_where_it_pays():
     assert not training.auto_bf16("mlp", cuda)
     assert training.auto_bf16("resnet32", cpu, cpu_bf16=True) and training.auto_bf16("imdb_lstm", cpu, cpu_bf16=True)
     assert not training.auto_bf16("resnet32", cpu, cpu_bf16=False)
-    assert not training.auto_bf16("mlp", cpu, cpu_bf16=True) and not training.auto_bf16("imdb_embedding", cpu, cpu_bf16=True)
+    assert training.auto_bf16("mlp", cpu, cpu_bf16=True) and not training.auto_bf16("mlp", cpu, cpu_bf16=False)
+    assert not training.auto_bf16("imdb_embedding", cpu, cpu_bf16=True)
 
 
 def test_a_learning_rate_override_is_stored_under_its_own_profile_label(tmp_path):

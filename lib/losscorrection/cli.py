@@ -67,7 +67,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="a network argument that differs from the experiment's, e.g. output_init=he_normal "
                              "(repeatable; stored under the profile label <profile>:KEY=VALUE)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="auto: bf16 autocast for the ResNets and the LSTM on CUDA and on bf16-capable CPUs")
+                        help="auto: bf16 autocast for the ResNets and the LSTM on CUDA, and for all but the "
+                             "IMDB embedding model on CPUs with native bf16 arithmetic")
     parser.add_argument("--max-group", type=int, default=32,
                         help="most runs trained together as one batched model (default 32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
