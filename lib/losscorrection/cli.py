@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--epochs", type=int, default=None,
                        help="jpeg-penalty: override the profile's epochs; image-dependence: the probes' (default 3)")
     study.add_argument("--permutations", type=int, default=1000, help="image-dependence: null draws (default 1000)")
+    study.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     table = sub.add_parser("table", help="our results next to the paper's Table 2")
     table.add_argument("experiment")
@@ -204,8 +205,10 @@ def _train(args) -> None:
 
 
 def _study(args) -> None:
-    if args.runs < 1 or args.permutations < 1 or args.epochs is not None and args.epochs < 1:
-        raise UsageError("--runs, --permutations and --epochs must be at least 1")
+    if min(args.runs, args.permutations, args.epochs or 1, args.threads or 1) < 1:
+        raise UsageError("--runs, --permutations, --epochs and --threads must be at least 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     options = dict(device=args.device, results_dir=args.results_dir, progress=not args.quiet)
     if args.name == "jpeg-penalty":
         rows = training.jpeg_penalty(args.data_root, runs=args.runs, profile=args.profile, epochs=args.epochs,
