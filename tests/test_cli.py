@@ -141,6 +141,7 @@ def test_study_jpeg_penalty_prints_both_versions_and_the_gap(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(smoke:lr=0.1:epochs=1)" in out and "lossless" in out and "JPEG penalty:" in out
     assert cli.main(["study", "jpeg-penalty", "--runs", "0"]) == 2
+    assert cli.main(["study", "jpeg-penalty", "--threads", "0"]) == 2
 
 
 def test_a_model_option_is_trained_and_stored_under_its_own_label(tmp_path, monkeypatch):

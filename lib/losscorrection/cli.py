@@ -205,7 +205,8 @@ def _train(args) -> None:
 
 
 def _study(args) -> None:
-    if min(args.runs, args.permutations, args.epochs or 1, args.threads or 1) < 1:
+    optional = [n for n in (args.epochs, args.threads) if n is not None]
+    if min(args.runs, args.permutations, *optional) < 1:
         raise UsageError("--runs, --permutations, --epochs and --threads must be at least 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
