@@ -100,7 +100,8 @@ else:
         T_hat = stored_T_hat[keys[0]] if keys else None
         note = (f"‖T̂ − T‖₁ / ‖T‖₁ = {estimation_error(T_hat, T):.2f}" if keys else "T̂: no stage-1 run stored yet")
         report.plot_transition_pair(T, T_hat, (f"measured T, {name}", "estimated T̂ (ResNet-14, run 0)"),
-                                    f"CIFAR-10N {name}: {human.noise_rate(name):.1%} wrong labels; {note}")
+                                    f"CIFAR-10N {name}: {human.noise_rate(name):.1%} wrong labels; {note}",
+                                    class_names=data.CIFAR10_CLASSES)
         plt.show()
 
 # %% [markdown]

@@ -192,19 +192,23 @@ def status_table(results_dir="results", profiles: tuple[str, ...] = ("paper",), 
 
 
 def plot_transition_pair(
-    T: np.ndarray, T_hat: np.ndarray | None, titles: tuple[str, ...], suptitle: str, decimals: int = 2
+    T: np.ndarray, T_hat: np.ndarray | None, titles: tuple[str, ...], suptitle: str, decimals: int = 2,
+    class_names: tuple[str, ...] | None = None,
 ) -> plt.Figure:
     """Heatmaps of a true ``T (c, c)`` and an estimate ``T_hat (c, c)`` side by side
     (``T`` alone when ``T_hat`` is None).
 
     Rows are the true class ``i``, columns the noisy class ``j`` (the paper's
-    ``T[i, j] = p(noisy j | true i)``); every entry is annotated.
+    ``T[i, j] = p(noisy j | true i)``), ticks labelled with ``class_names``
+    when given; every entry is annotated.
     """
     matrices = (T,) if T_hat is None else (T, T_hat)
     fig, axes = plt.subplots(1, len(matrices), figsize=(5.5 * len(matrices), 5.2), squeeze=False)
     for ax, matrix, title in zip(axes[0], matrices, titles):
+        ticks = list(class_names) if class_names is not None else "auto"
         sns.heatmap(np.asarray(matrix), ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True,
-                    fmt=f".{decimals}f", annot_kws={"size": 7}, cbar=False, square=True)
+                    fmt=f".{decimals}f", annot_kws={"size": 7}, cbar=False, square=True,
+                    xticklabels=ticks, yticklabels=ticks)
         ax.set_title(title)
         ax.set_xlabel("noisy label j")
         ax.set_ylabel("true label i")
