@@ -31,7 +31,7 @@ from ..atomic import atomic_write_text
 from ..noise import image_dependence
 from ..store import ResultStore, device_description, git_commit, timestamp
 from .experiments import Cell, Experiment, Schedule, get_experiment, order_seed
-from .loop import GroupData, train_group
+from .loop import GroupData, _evaluate, train_group
 from .runner import _build_stack, _resolve_profile, auto_bf16, resolve_device, run_cells
 
 __all__ = ["IMAGE_DEPENDENCE_FILE", "JPEG_PENALTY_KEYS", "cifar10n_image_dependence", "jpeg_penalty",
@@ -119,11 +119,8 @@ def _out_of_fold_probabilities(split: data_module.Split, folds: int, epochs: int
                               None, _probe_schedule(epochs), [order_seed(cell.seed)], progress=progress,
                               desc=f"probe network, fold {fold + 1}/{folds}")[0]
         accuracies.append(outcome.test_accuracy)
-        with torch.no_grad():
-            for start in range(0, len(held), 1000):
-                chunk = group_data.x_test[start:start + 1000]
-                logits = stack.forward(group_data.prepare(chunk, False), train=False, shared=True)[0]
-                probs[held[start:start + 1000]] = logits.float().softmax(-1).double().cpu().numpy()
+        softmax = _evaluate(stack, group_data, group_data.x_test, lambda z, s: z[0].float().softmax(-1))
+        probs[held] = torch.cat(softmax).double().cpu().numpy()
     return probs, accuracies
 
 
