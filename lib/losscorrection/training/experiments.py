@@ -112,10 +112,10 @@ def _mnist_like(key: str, dataset: str, description: str, dropout: float, paper_
     )
 
 
-def _imdb(model: str, description: str) -> Experiment:
+def _imdb(model: str, description: str, **model_kwargs) -> Experiment:
     return Experiment(
         key=model, dataset="imdb", model=model, noise_family="imdb", schedule=replace(ADAGRAD, epochs=50),
-        runs=5, settings=IMDB_SETTINGS, description=description, paper_block=model,
+        runs=5, settings=IMDB_SETTINGS, description=description, paper_block=model, model_kwargs=model_kwargs,
     )
 
 
@@ -155,7 +155,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             "scikit-learn digits (1,797 8x8 images), fully connected network, MNIST protocol", 0.5,
             "measured on MNIST; ours on 1,294 8x8 digits: compare trends, not decimals",
         ),
-        _imdb("imdb_embedding", "IMDB, word embedding model"),
+        # IMDB word embedding: the released code's He-normal output layer (clean cross-entropy
+        # 86.2 % over 5 runs, the paper 86.7 %; the text's uniform init gives 84.6 %).
+        _imdb("imdb_embedding", "IMDB, word embedding model", output_init="he_normal"),
         _imdb("imdb_lstm", "IMDB, word embedding + LSTM model"),
         _cifar("cifar10_resnet14", "cifar10", 14, "CIFAR-10, ResNet-14"),
         _cifar("cifar10_resnet32", "cifar10", 32, "CIFAR-10, ResNet-32"),

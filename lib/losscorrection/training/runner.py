@@ -121,8 +121,8 @@ def run_cells(
         (e.g. ``paper:lr=0.1``).
     model_options
         Keyword arguments for the network that override the experiment's
-        (e.g. ``{"output_init": "he_normal"}``); stored under a profile label
-        that names them (``paper:output_init=he_normal``).
+        (e.g. ``{"output_init": "uniform"}``); stored under a profile label
+        that names them (``paper:output_init=uniform``).
     max_runs_per_group
         How many runs of one method train together as one batched model.
     precision
