@@ -253,10 +253,20 @@ def _embedding_model_by_composition(model, x):
     return model.output(h.flatten(1))
 
 
+def _require_kernel():
+    from losscorrection.models import native
+    if native.kernel() is None:
+        pytest.skip(native.status())
+
+
+@pytest.mark.parametrize("native_kernel", [True, False], ids=["compiled", "pytorch"])
 @pytest.mark.parametrize("train", [True, False])
-def test_fused_embedding_model_matches_the_layer_by_layer_model(train):
+def test_fused_embedding_model_matches_the_layer_by_layer_model(train, native_kernel):
+    if native_kernel:
+        _require_kernel()
     torch.manual_seed(7)
     model = models.EmbeddingClassifier(vocab_size=100, length=30, embedding_dim=8).train(train)
+    model.native_kernel = native_kernel
     with torch.no_grad():  # negative entries, so that the ReLU matters
         model.embedding.weight.normal_()
     x = tokens(70, 30, vocab=100)
@@ -281,6 +291,7 @@ def test_fused_embedding_model_gives_the_same_numbers_in_any_chunks(monkeypatch,
     from losscorrection.models import gathered
     torch.manual_seed(9)
     model = models.EmbeddingClassifier(vocab_size=50, length=12, embedding_dim=4, padding_id=padding_id)
+    model.native_kernel = False  # the chunks are the PyTorch formulation's
     x = tokens(23, 12, vocab=50)
     x[torch.arange(12) < torch.arange(23)[:, None] % 13] = 0
     results = []
@@ -302,6 +313,45 @@ def test_gathered_linear_names_a_bad_shape():
         gathered_linear(ids, table, None, torch.rand(2, 17))
     with pytest.raises(ValueError, match="keep"):
         gathered_linear(ids, table, torch.rand(4, 2), weight)
+
+
+@pytest.mark.parametrize("padding_id", [0, None])
+@pytest.mark.parametrize("with_keep", [True, False])
+def test_compiled_kernel_equals_the_pytorch_formulation(padding_id, with_keep):
+    from losscorrection.models.gathered import gathered_linear
+    _require_kernel()
+    gen = torch.Generator().manual_seed(11)
+    ids = torch.randint(1, 40, (37, 25), generator=gen)
+    ids[torch.arange(25) < torch.randint(0, 26, (37, 1), generator=gen)] = 0
+    table = torch.randn(40, 6, generator=gen).requires_grad_()
+    weight = torch.randn(3, 25 * 6, generator=gen).requires_grad_()
+    keep = (torch.rand(37, 6, generator=gen) < 0.3) / 0.3 if with_keep else None
+    grad = torch.randn(37, 3, generator=gen)
+    results = []
+    for native_kernel in (True, False):
+        logits = gathered_linear(ids, table, keep, weight, padding_id, native_kernel=native_kernel)
+        results.append([logits, *torch.autograd.grad(logits, (table, weight), grad)])
+    for compiled, pytorch in zip(*results):
+        torch.testing.assert_close(compiled, pytorch, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_kernel_names_a_token_id_out_of_range():
+    from losscorrection.models.gathered import gathered_linear
+    _require_kernel()
+    ids = tokens(4, 6, vocab=10)
+    ids[2, 3] = 10
+    with pytest.raises(ValueError, match=r"\[0, 10\); review 2 holds 10 at position 3"):
+        gathered_linear(ids, torch.rand(10, 3), None, torch.rand(2, 18))
+
+
+def test_native_kernel_can_be_switched_off(monkeypatch):
+    from losscorrection.models import native
+    monkeypatch.setenv(native.DISABLE_ENV, "0")
+    native._load.cache_clear()
+    try:
+        assert native.kernel() is None and "LOSSCORR_NATIVE=0" in native.status()
+    finally:
+        native._load.cache_clear()
 
 
 def test_embedding_model_eval_is_deterministic_and_manual():

@@ -41,6 +41,7 @@ Modules:
   :func:`build_model`.
 """
 
+from . import native
 from .layers import UNIFORM_SCALE, SpatialDropout1d, kernels, output_head
 from .mlp import MLP
 from .registry import MODEL_NAMES, build_model

@@ -20,8 +20,13 @@ than the CPU's caches hold. :func:`gathered_linear` instead
   every review of a chunk holds the padding id contribute through prefix sums
   of ``weight`` instead of being gathered.
 
-The result and both gradients equal the composition's up to float rounding
-(``tests/test_models.py`` checks it, padding included).
+On the CPU a compiled kernel (:mod:`.native`, ``gathered_kernel.c``) does the
+same one review at a time, with no chunks: each real token's table row is
+read once, and the padding goes through the same prefix sums. The chunked
+PyTorch formulation is the path where no C compiler is found, and on CUDA.
+
+The result and both gradients equal the composition's up to float rounding,
+on both paths (``tests/test_models.py`` checks it, padding included).
 """
 
 from __future__ import annotations
@@ -29,9 +34,34 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["CHUNK", "gathered_linear"]
+from . import native
+
+__all__ = ["CHUNK", "gathered_linear", "leading_padding"]
 
 CHUNK = 16  # reviews gathered at a time: their (16, 400, 50) activation, 1.3 MB, stays in cache
+
+
+def leading_padding(ids: Tensor, padding_id: int | None) -> Tensor:
+    """int64 ``(n,)``: how many leading positions of each review of ``ids``
+    ``(n, length)`` hold ``padding_id`` (all zeros for ``None``)."""
+    if padding_id is None:
+        return ids.new_zeros(ids.shape[0])
+    real = ids != padding_id
+    return torch.where(real.any(1), real.int().argmax(1), ids.shape[1])
+
+
+def _prefix(w: Tensor) -> Tensor:
+    """``(classes, length + 1, dim)``: ``prefix[c, s]`` = sum over ``t < s`` of
+    ``w[c, t]``, the padding's weight for a lead of ``s``."""
+    return torch.cat([w.new_zeros(w.shape[0], 1, w.shape[2]), w.cumsum(1)], dim=1)
+
+
+def _spread_lead_grad(lead_grad: Tensor, grad_weight: Tensor) -> None:
+    """Add to ``grad_weight`` ``(classes, length * dim)`` what each position
+    ``t`` receives from ``lead_grad`` ``(classes, length + 1, dim)``: the sum of
+    ``lead_grad[:, s]`` over the leads ``s > t`` (a suffix sum)."""
+    suffix = lead_grad.flip(1).cumsum(1).flip(1)
+    grad_weight += suffix[:, 1:].reshape_as(grad_weight)
 
 
 class _Plan:
@@ -41,13 +71,8 @@ class _Plan:
     positions where all its reviews hold ``padding_id``."""
 
     def __init__(self, ids: Tensor, keep: Tensor | None, padding_id: int | None) -> None:
-        n, length = ids.shape
-        if padding_id is None:
-            lead = ids.new_zeros(n)
-        else:
-            real = ids != padding_id
-            lead = torch.where(real.any(1), real.int().argmax(1), length)
-        lead, self.order = torch.sort(lead, descending=True)
+        n = ids.shape[0]
+        lead, self.order = torch.sort(leading_padding(ids, padding_id), descending=True)
         self.ids = ids[self.order]
         self.keep = None if keep is None else keep[self.order]
         self.slices = [slice(s, s + CHUNK) for s in range(0, n, CHUNK)]
@@ -73,8 +98,7 @@ class _GatheredLinear(torch.autograd.Function):
         dim = table.shape[1]
         w = weight.view(-1, length, dim)
         plan = _Plan(ids, keep, padding_id)
-        # prefix[c, s] = sum over t < s of w[c, t]: the padding's weight for a lead of s
-        prefix = torch.cat([w.new_zeros(w.shape[0], 1, dim), w.cumsum(1)], dim=1)
+        prefix = _prefix(w)
         pad = None if padding_id is None else table[padding_id]
         logits = weight.new_empty(n, w.shape[0])
         for rows, start, gathered in plan.chunks(table):
@@ -107,14 +131,54 @@ class _GatheredLinear(torch.autograd.Function):
                 kept = g.new_ones(len(g), dim) if plan.keep is None else plan.keep[rows]
                 lead_grad[:, start] += (g.t() @ kept) * table[padding_id]
                 grad_table[padding_id] += (kept * (g @ prefix[:, start])).sum(0)
-        # position t < s receives lead_grad[:, s]: a suffix sum over s
-        suffix = lead_grad.flip(1).cumsum(1).flip(1)
-        grad_weight += suffix[:, 1:].reshape_as(grad_weight)
+        _spread_lead_grad(lead_grad, grad_weight)
+        return None, grad_table, None, grad_weight, None
+
+
+def _pointer(tensor: Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+class _NativeGatheredLinear(torch.autograd.Function):
+    """The same operation through the compiled kernel (:mod:`.native`): one
+    review at a time, its real tokens read once, no chunks and no sorting."""
+
+    @staticmethod
+    def forward(ctx, ids: Tensor, table: Tensor, keep: Tensor | None, weight: Tensor,
+                padding_id: int | None) -> Tensor:
+        (n, length), (vocab, dim), classes = ids.shape, table.shape, weight.shape[0]
+        ids, table, weight = ids.contiguous(), table.contiguous(), weight.contiguous()
+        keep = None if keep is None else keep.float().contiguous()
+        padding_id = -1 if padding_id is None else padding_id
+        logits = weight.new_empty(n, classes)
+        lead = ids.new_empty(n)
+        prefix = weight.new_empty(classes, length + 1, dim)
+        bad = native.kernel().gathered_forward(
+            ids.data_ptr(), n, length, table.data_ptr(), vocab, dim, _pointer(keep), weight.data_ptr(),
+            classes, padding_id, logits.data_ptr(), lead.data_ptr(), prefix.data_ptr())
+        if bad >= 0:
+            raise ValueError(f"token ids must lie in [0, {vocab}); review {bad // length} holds "
+                             f"{int(ids.view(-1)[bad])} at position {bad % length}")
+        ctx.save_for_backward(ids, lead, table, keep, weight, prefix)
+        ctx.padding_id = padding_id
+        return logits
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        ids, lead, table, keep, weight, prefix = ctx.saved_tensors
+        (n, length), dim, classes = ids.shape, table.shape[1], weight.shape[0]
+        grad = grad.float().contiguous()
+        grad_table, grad_weight = torch.zeros_like(table), torch.zeros_like(weight)
+        lead_grad = weight.new_zeros(classes, length + 1, dim)
+        native.kernel().gathered_backward(
+            ids.data_ptr(), lead.data_ptr(), n, length, table.data_ptr(), dim, _pointer(keep),
+            weight.data_ptr(), prefix.data_ptr(), classes, grad.data_ptr(), ctx.padding_id,
+            grad_table.data_ptr(), grad_weight.data_ptr(), lead_grad.data_ptr())
         return None, grad_table, None, grad_weight, None
 
 
 def gathered_linear(ids: Tensor, table: Tensor, keep: Tensor | None, weight: Tensor,
-                    padding_id: int | None = 0) -> Tensor:
+                    padding_id: int | None = 0, native_kernel: bool = True) -> Tensor:
     """``(keep[:, None, :] * table[ids]).flatten(1) @ weight.T`` without materialising it.
 
     ``ids`` int64 ``(n, length)`` rows of ``table`` ``(vocab, dim)``; ``keep``
@@ -124,12 +188,17 @@ def gathered_linear(ids: Tensor, table: Tensor, keep: Tensor | None, weight: Ten
     padding to skip; any id anywhere gives the same numbers, only faster or
     not). Returns float32 ``(n, classes)``, without a bias. Gradients flow to
     ``table`` and ``weight``. Runs in float32 under autocast too: each logit is
-    a sum of ``length * dim`` (20,000) terms.
+    a sum of ``length * dim`` (20,000) terms. On the CPU, with
+    ``native_kernel`` and where :func:`.native.kernel` can be had, the compiled
+    kernel computes it; otherwise the chunked PyTorch formulation (also on
+    CUDA).
     """
     if ids.dim() != 2 or table.dim() != 2 or weight.shape[-1] != ids.shape[1] * table.shape[1]:
         raise ValueError(f"expected ids (n, length), table (vocab, dim) and weight (classes, length * dim), "
                          f"got {tuple(ids.shape)}, {tuple(table.shape)} and {tuple(weight.shape)}")
     if keep is not None and keep.shape != (ids.shape[0], table.shape[1]):
         raise ValueError(f"expected keep of shape ({ids.shape[0]}, {table.shape[1]}), got {tuple(keep.shape)}")
+    compiled = native_kernel and ids.device.type == "cpu" and native.kernel() is not None
+    function = _NativeGatheredLinear if compiled else _GatheredLinear
     with torch.autocast(ids.device.type, enabled=False):
-        return _GatheredLinear.apply(ids, table.float(), keep, weight.float(), padding_id)
+        return function.apply(ids, table.float(), keep, weight.float(), padding_id)

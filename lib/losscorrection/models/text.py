@@ -42,7 +42,11 @@ class EmbeddingClassifier(nn.Module):
 
     Input int64 token ids ``(n, length)`` (reviews padded or truncated to
     ``length``, 400 in the paper); output logits ``(n, num_classes)``.
+    On the CPU the compiled kernel of :mod:`.native` computes the body where it
+    can be had (class attribute ``native_kernel``; same numbers either way).
     """
+
+    native_kernel: bool = True
 
     def __init__(
         self,
@@ -72,7 +76,8 @@ class EmbeddingClassifier(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.length:
             raise ValueError(f"expected token ids of shape (n, {self.length}), got {tuple(x.shape)}")
         keep = self.spatial_dropout.keep_mask(x.shape[0], self.embedding.embedding_dim, self.embedding.weight)
-        logits = gathered_linear(x, torch.relu(self.embedding.weight), keep, self.output.weight, self.padding_id)
+        logits = gathered_linear(x, torch.relu(self.embedding.weight), keep, self.output.weight, self.padding_id,
+                                 native_kernel=self.native_kernel)
         return _apply_head(self.head, logits + self.output.bias)
 
 
