@@ -72,7 +72,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from losscorrection import data, estimation, losses, models, noise, results, training
+from losscorrection import data, estimation, losses, models, noise, report, results, training
 
 sns.set_theme(style="whitegrid")
 dev = training.resolve_device(device)
@@ -187,17 +187,10 @@ T_overlap = data.clothing1m_overlap_transition(clothing)
 overlap = data.clothing1m_overlap_keys(clothing)
 per_class = np.bincount([clothing.clean_labels[k] for k in overlap], minlength=clothing.num_classes)
 label = "synthetic" if synthetic else "Clothing1M"
-panels = [(T_true, f"known T ({label})")] if synthetic else []
-panels.append((T_overlap, f"T from {len(overlap):,} doubly labelled images ({label})"))
-fig, axes = plt.subplots(1, len(panels), figsize=(8.5 * len(panels), 7.5), squeeze=False)
-for ax, (matrix, title) in zip(axes[0], panels):
-    sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True, fmt=".2f", annot_kws={"size": 6},
-                cbar=False, square=True, xticklabels=clothing.class_names, yticklabels=clothing.class_names)
-    ax.set_title(title)
-    ax.set_xlabel("noisy label j")
-    ax.set_ylabel("clean label i")
-fig.suptitle(f"Clothing1M noise matrix ({label} data)")
-fig.tight_layout()
+report.plot_transition_pair(
+    T_true if synthetic else T_overlap, T_overlap if synthetic else None,
+    ((f"known T ({label})",) if synthetic else ()) + (f"T counted on {len(overlap):,} doubly labelled images",),
+    f"Clothing1M noise matrix ({label} data)", class_names=tuple(clothing.class_names))
 plt.show()
 text = (f"Doubly labelled images per clean class: {per_class.min()} to {per_class.max()}. "
         f"Mean diagonal of the counted T: {np.trace(T_overlap) / clothing.num_classes:.3f}.")

@@ -216,6 +216,28 @@ def test_variants_table_groups_one_cell_by_profile(tmp_path):
     assert "No run" in report.variants_table(tmp_path, "imdb_embedding", "savage")
 
 
+def test_variant_comparison_sets_two_blocks_side_by_side(tmp_path):
+    store = ResultStore(tmp_path)
+    base = {c: 0 for c in results.COLUMNS} | {"experiment": "imdb_embedding", "method": "cross_entropy",
+                                              "device": "cpu", "precision": "fp32"}
+    assert "no cell stored under both" in report.variant_comparison(tmp_path, "imdb_embedding", "paper", "paper:x=1")
+    store.append([base | {"run": k, "profile": profile, "noise": noise, "rate": rate, "test_accuracy": acc + k}
+                  for k in range(3)
+                  for profile, noise, rate, acc in (("paper", "none", 0.0, 86.0), ("paper:x=1", "none", 0.0, 80.0),
+                                                    ("paper", "asymmetric", 0.4, 70.0),
+                                                    ("paper:x=1", "asymmetric", 0.4, 69.9))])
+    text = report.variant_comparison(tmp_path, "imdb_embedding", "paper", "paper:x=1")
+    paper = results.paper_table()
+    published = paper[(paper["experiment"] == "imdb_embedding") & (paper["method"] == "cross_entropy")
+                      & (paper["noise"] == "none")]["accuracy_mean"].item()
+    assert f"87.0 · 81.0 · {published:.1f}" in text  # means of 86, 87, 88 and 80, 81, 82, then the paper
+    assert "asym. N = 0.4" in text and "71.0 · 70.9 ·" in text
+    assert "separates 1 of them" in text  # 6 points apart is separated, 0.1 is not
+    assert "mean difference `paper` − `paper:x=1` +3.05 points" in text
+    row = next(line for line in text.splitlines() if line.startswith("| Savage"))
+    assert set(row.replace("|", "").split()) == {"Savage", "–"}
+
+
 def test_compare_runs_pairs_cells_and_runs_welch_tests():
     from scipy.stats import ttest_ind
     a = pd.DataFrame({"method": ["savage"] * 3 + ["forward_T"] * 3, "noise": ["none"] * 6, "rate": [0.0] * 6,
@@ -230,3 +252,21 @@ def test_compare_runs_pairs_cells_and_runs_welch_tests():
     assert row["within_noise"]
     far = results.compare_runs(a, b.assign(test_accuracy=b["test_accuracy"] - 5))
     assert not far.iloc[0]["within_noise"] and far.iloc[0]["difference"] == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("classes", [10, 14])
+def test_transition_heatmaps_stay_readable_with_many_classes(classes):
+    import matplotlib.pyplot as plt
+    T = np.full((classes, classes), 0.2 / (classes - 1)) + 0.8 * np.eye(classes) - 0.2 / (classes - 1) * np.eye(classes)
+    fig = report.plot_transition_pair(T, T, ("T", "T̂"), "pair", class_names=tuple(f"c{k}" for k in range(classes)))
+    try:
+        positions = [ax.get_position() for ax in fig.axes]
+        texts = {t.get_text() for t in fig.axes[0].texts}
+        if classes > 10:  # whole percent, panels stacked, so a cell keeps its width on the page
+            assert "80" in texts and "2" in texts and fig.axes[0].get_title().endswith("(%)")
+            assert positions[0].y0 > positions[1].y1
+        else:
+            assert "0.80" in texts and "0.02" in texts
+            assert positions[0].x1 < positions[1].x0
+    finally:
+        plt.close(fig)

@@ -16,12 +16,12 @@ import torch
 from . import training
 from .data import missing_files as data_missing_files
 from .results import (
-    METHODS, ResultStore, compact_legend, compact_table, format_accuracy, paper_table, plot_accuracy_vs_noise,
-    summarize,
+    METHOD_SPECS, METHODS, ResultStore, compact_legend, compact_table, compare_runs, format_accuracy, paper_table,
+    plot_accuracy_vs_noise, rate_key, short_setting, summarize,
 )
 
 __all__ = ["Block", "figure_panel", "gpu_chapter_options", "plot_transition_pair", "provenance", "status_table",
-           "table_block", "variants_table"]
+           "table_block", "variant_comparison", "variants_table"]
 
 
 @dataclass
@@ -63,6 +63,38 @@ def variants_table(results_dir, experiment: str, method: str = "cross_entropy", 
              "precision": ", ".join(sorted(set(group["precision"].astype(str))))}
             for profile, group in frame.groupby("profile")]
     return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def variant_comparison(results_dir, experiment: str, profile: str, variant: str) -> str:
+    """Markdown: a whole block under two profile labels (e.g. ``paper`` and
+    ``paper:output_init=uniform``) cell by cell: a summary (cells compared, how
+    many a Welch t-test separates at p < 0.05, mean difference) and a table of
+    the paper's methods by setting, each cell ``profile · variant · the paper``
+    (means)."""
+    frame = ResultStore(results_dir).load(experiment)
+    ours, other = (frame[frame["profile"] == label] for label in (profile, variant))
+    both = compare_runs(ours, other)
+    if both.empty:
+        return f"*`{experiment}`: no cell stored under both `{profile}` and `{variant}` yet.*"
+    spec = training.EXPERIMENTS[experiment]
+    paper = paper_table()
+    paper = paper[paper["experiment"] == spec.paper_block] if spec.paper_block else paper.iloc[:0]
+    published = {(m, n, rate_key(r)): a for m, n, r, a in zip(paper["method"], paper["noise"], paper["rate"],
+                                                                paper["accuracy_mean"])}
+    cells = {(m, n, rate_key(r)): (a, b) for m, n, r, a, b in zip(both["method"], both["noise"], both["rate"],
+                                                                   both["mean_a"], both["mean_b"])}
+    columns = {short_setting(n, r): (n, rate_key(r)) for n, r in spec.settings}
+    table = pd.DataFrame(
+        [[" · ".join([f"{cells[key][0]:.1f}", f"{cells[key][1]:.1f}"]
+                     + ([f"{published[key]:.1f}"] if key in published else [])) if key in cells else "–"
+          for key in ((m, *setting) for setting in columns.values())] for m in METHODS],
+        index=pd.Index([METHOD_SPECS[m].label for m in METHODS], name="method"), columns=list(columns))
+    separated = int((both["p_value"] < 0.05).sum())
+    summary = (f"{len(both)} cells stored under both: a Welch t-test separates {separated} of them at p < 0.05; "
+               f"mean difference `{profile}` − `{variant}` {both['difference'].mean():+.2f} points "
+               f"(largest {both['difference'].abs().max():.2f}). Each cell: `{profile}` · `{variant}`"
+               + (" · the paper" if published else "") + " (mean test accuracy, %).")
+    return summary + "\n\n" + table.to_markdown()
 
 
 def gpu_chapter_options(
@@ -200,16 +232,23 @@ def plot_transition_pair(
 
     Rows are the true class ``i``, columns the noisy class ``j`` (the paper's
     ``T[i, j] = p(noisy j | true i)``), ticks labelled with ``class_names``
-    when given; every entry is annotated.
+    when given; every entry is annotated, with ``decimals`` decimals, or, for
+    more than 10 classes, in whole percent with the panels one above the other
+    (so that a cell's text stays readable at the page's width).
     """
     matrices = (T,) if T_hat is None else (T, T_hat)
-    fig, axes = plt.subplots(1, len(matrices), figsize=(5.5 * len(matrices), 5.2), squeeze=False)
-    for ax, matrix, title in zip(axes[0], matrices, titles):
+    classes = np.asarray(T).shape[0]
+    percent = classes > 10
+    side = max(5.5, 0.42 * classes + 2.0)  # inches per panel: about 0.4 per class once the classes are many
+    rows, columns = (len(matrices), 1) if percent else (1, len(matrices))
+    fig, axes = plt.subplots(rows, columns, figsize=(side * columns, side * 0.95 * rows), squeeze=False)
+    for ax, matrix, title in zip(axes.flat, matrices, titles):
         ticks = list(class_names) if class_names is not None else "auto"
-        sns.heatmap(np.asarray(matrix), ax=ax, vmin=0, vmax=1, cmap="Blues", annot=True,
-                    fmt=f".{decimals}f", annot_kws={"size": 7}, cbar=False, square=True,
-                    xticklabels=ticks, yticklabels=ticks)
-        ax.set_title(title)
+        matrix = np.asarray(matrix)
+        sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="Blues", annot=100 * matrix if percent else True,
+                    fmt=".0f" if percent else f".{decimals}f", annot_kws={"size": 8 if percent else 7},
+                    cbar=False, square=True, xticklabels=ticks, yticklabels=ticks)
+        ax.set_title(f"{title} (%)" if percent else title)
         ax.set_xlabel("noisy label j")
         ax.set_ylabel("true label i")
     fig.suptitle(suptitle)

@@ -27,6 +27,7 @@ __all__ = [
     "compact_table",
     "compare_runs",
     "compare_with_paper",
+    "short_setting",
     "device_description",
     "figure_summary",
     "format_accuracy",
@@ -158,7 +159,8 @@ def compare_with_paper(
 NBSP = "\u00a0"
 
 
-def _short_setting(noise: str, rate: float) -> str:
+def short_setting(noise: str, rate: float) -> str:
+    """A noise setting as a narrow column heading: ``none``, ``sym. N = 0.2``, ``asym. N = 0.6``, ``aggre``."""
     if noise == "none" or noise in HUMAN_NOISES:
         return noise
     return f"{'sym.' if noise == 'symmetric' else 'asym.'} N = {rate:g}"
@@ -192,7 +194,7 @@ def compact_table(
     stars = star_marks(frame)
     paper = paper_table()
     paper = paper[paper["experiment"] == paper_experiment] if paper_experiment else paper.iloc[:0]
-    columns = [_short_setting(n, r) for n, r in settings]
+    columns = [short_setting(n, r) for n, r in settings]
     table = pd.DataFrame("–", index=pd.Index([METHOD_SPECS[m].label for m in METHODS], name="method"),
                          columns=columns, dtype=object)
     mine = {(row.method, row.noise, rate_key(row.rate)): row for row in ours.itertuples(index=False)}
