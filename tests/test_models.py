@@ -328,8 +328,8 @@ def test_compiled_kernel_equals_the_pytorch_formulation(padding_id, with_keep):
     keep = (torch.rand(37, 6, generator=gen) < 0.3) / 0.3 if with_keep else None
     grad = torch.randn(37, 3, generator=gen)
     results = []
-    for native_kernel in (True, False):
-        logits = gathered_linear(ids, table, keep, weight, padding_id, native_kernel=native_kernel)
+    for native_kernel, id_type in ((True, torch.int32), (False, torch.int64)):
+        logits = gathered_linear(ids.to(id_type), table, keep, weight, padding_id, native_kernel=native_kernel)
         results.append([logits, *torch.autograd.grad(logits, (table, weight), grad)])
     for compiled, pytorch in zip(*results):
         torch.testing.assert_close(compiled, pytorch, rtol=1e-5, atol=1e-5)

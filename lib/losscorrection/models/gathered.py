@@ -147,7 +147,7 @@ class _NativeGatheredLinear(torch.autograd.Function):
     def forward(ctx, ids: Tensor, table: Tensor, keep: Tensor | None, weight: Tensor,
                 padding_id: int | None) -> Tensor:
         (n, length), (vocab, dim), classes = ids.shape, table.shape, weight.shape[0]
-        ids, table, weight = ids.contiguous(), table.contiguous(), weight.contiguous()
+        ids, table, weight = ids.long().contiguous(), table.contiguous(), weight.contiguous()
         keep = None if keep is None else keep.float().contiguous()
         padding_id = -1 if padding_id is None else padding_id
         logits = weight.new_empty(n, classes)
