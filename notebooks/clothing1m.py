@@ -221,7 +221,10 @@ if synthetic:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     sns.lineplot(curve, x="doubly labelled images", y="error", marker="o", errorbar="sd", ax=ax)
     ax.set_xscale("log")
-    ax.set_ylabel("‖T̂ − T‖₁ / ‖T‖₁")
+    sizes = sorted(curve["doubly labelled images"].unique())
+    ax.set_xticks(sizes, labels=[f"{size:,}" for size in sizes])  # the sizes drawn, not log-scale minor ticks
+    ax.minorticks_off()
+    ax.set_ylabel(r"$\|\hat T - T\|_1 \,/\, \|T\|_1$")
     ax.set_title("Counting T on the overlap: error against its size (synthetic)")
     plt.show()
 else:

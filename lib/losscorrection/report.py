@@ -5,6 +5,7 @@ reproduction status of every cell.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -164,7 +165,8 @@ def figure_panel(
     )
     if not frame.empty:
         ax = ax if ax is not None else plt.subplots(figsize=(5, 3.8))[1]
-        plot_accuracy_vs_noise(frame, ax, title=f"{experiment.key} ({profile} profile)")
+        title = f"{experiment.description.split(':')[0]} ({profile} profile)"  # the data and network, not the key
+        plot_accuracy_vs_noise(frame, ax, title=textwrap.fill(title, 60))
     text = f"Figure 1 panel, **{experiment.description}** ({profile} profile). {provenance(frame)}"
     if note:
         text += f" *{note}.*"

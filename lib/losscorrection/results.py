@@ -313,7 +313,7 @@ def plot_accuracy_vs_noise(frame: pd.DataFrame, ax=None, title: str | None = Non
     ax.set_xlabel("asymmetric noise rate $N$")
     ax.set_ylabel("test accuracy (%)")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return ax
