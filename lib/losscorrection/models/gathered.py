@@ -36,32 +36,9 @@ from torch import Tensor
 
 from . import native
 
-__all__ = ["CHUNK", "gathered_linear", "leading_padding"]
+__all__ = ["CHUNK", "gathered_linear"]
 
 CHUNK = 16  # reviews gathered at a time: their (16, 400, 50) activation, 1.3 MB, stays in cache
-
-
-def leading_padding(ids: Tensor, padding_id: int | None) -> Tensor:
-    """int64 ``(n,)``: how many leading positions of each review of ``ids``
-    ``(n, length)`` hold ``padding_id`` (all zeros for ``None``)."""
-    if padding_id is None:
-        return ids.new_zeros(ids.shape[0])
-    real = ids != padding_id
-    return torch.where(real.any(1), real.int().argmax(1), ids.shape[1])
-
-
-def _prefix(w: Tensor) -> Tensor:
-    """``(classes, length + 1, dim)``: ``prefix[c, s]`` = sum over ``t < s`` of
-    ``w[c, t]``, the padding's weight for a lead of ``s``."""
-    return torch.cat([w.new_zeros(w.shape[0], 1, w.shape[2]), w.cumsum(1)], dim=1)
-
-
-def _spread_lead_grad(lead_grad: Tensor, grad_weight: Tensor) -> None:
-    """Add to ``grad_weight`` ``(classes, length * dim)`` what each position
-    ``t`` receives from ``lead_grad`` ``(classes, length + 1, dim)``: the sum of
-    ``lead_grad[:, s]`` over the leads ``s > t`` (a suffix sum)."""
-    suffix = lead_grad.flip(1).cumsum(1).flip(1)
-    grad_weight += suffix[:, 1:].reshape_as(grad_weight)
 
 
 class _Plan:
@@ -71,8 +48,13 @@ class _Plan:
     positions where all its reviews hold ``padding_id``."""
 
     def __init__(self, ids: Tensor, keep: Tensor | None, padding_id: int | None) -> None:
-        n = ids.shape[0]
-        lead, self.order = torch.sort(leading_padding(ids, padding_id), descending=True)
+        n, length = ids.shape
+        if padding_id is None:
+            lead = ids.new_zeros(n)
+        else:
+            real = ids != padding_id
+            lead = torch.where(real.any(1), real.int().argmax(1), length)
+        lead, self.order = torch.sort(lead, descending=True)
         self.ids = ids[self.order]
         self.keep = None if keep is None else keep[self.order]
         self.slices = [slice(s, s + CHUNK) for s in range(0, n, CHUNK)]
@@ -98,7 +80,8 @@ class _GatheredLinear(torch.autograd.Function):
         dim = table.shape[1]
         w = weight.view(-1, length, dim)
         plan = _Plan(ids, keep, padding_id)
-        prefix = _prefix(w)
+        # prefix[c, s] = sum over t < s of w[c, t]: the padding's weight for a lead of s
+        prefix = torch.cat([w.new_zeros(w.shape[0], 1, dim), w.cumsum(1)], dim=1)
         pad = None if padding_id is None else table[padding_id]
         logits = weight.new_empty(n, w.shape[0])
         for rows, start, gathered in plan.chunks(table):
@@ -131,7 +114,9 @@ class _GatheredLinear(torch.autograd.Function):
                 kept = g.new_ones(len(g), dim) if plan.keep is None else plan.keep[rows]
                 lead_grad[:, start] += (g.t() @ kept) * table[padding_id]
                 grad_table[padding_id] += (kept * (g @ prefix[:, start])).sum(0)
-        _spread_lead_grad(lead_grad, grad_weight)
+        # position t < s receives lead_grad[:, s]: a suffix sum over s
+        suffix = lead_grad.flip(1).cumsum(1).flip(1)
+        grad_weight += suffix[:, 1:].reshape_as(grad_weight)
         return None, grad_table, None, grad_weight, None
 
 

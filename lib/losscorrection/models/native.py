@@ -23,6 +23,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from ..data.files import _user_cache_dir
+
 __all__ = ["DISABLE_ENV", "kernel", "status"]
 
 DISABLE_ENV = "LOSSCORR_NATIVE"  # "0": never compile or load the kernel
@@ -48,10 +50,6 @@ def _cpu_identity() -> str:
     return "".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("LOSSCORR_CACHE") or Path.home() / ".cache" / "losscorrection").expanduser()
-
-
 @lru_cache(maxsize=None)
 def _load() -> tuple[ctypes.CDLL | None, str]:
     if os.environ.get(DISABLE_ENV, "1") == "0":
@@ -62,7 +60,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join(FLAGS).encode(), compiler.encode(),
                                      platform.machine().encode(), _cpu_identity().encode()])).hexdigest()[:16]
-    path = _cache_dir() / "native" / f"gathered-{key}.so"
+    path = _user_cache_dir() / "native" / f"gathered-{key}.so"
     if not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
