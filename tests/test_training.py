@@ -590,6 +590,17 @@ def test_cost_estimates_come_from_stored_runs_else_from_reference_throughput():
     assert budget.estimate_seconds(experiment, 3, schedule, 500, "cpu", stored) == pytest.approx(
         3 * 50 * 0.5 * budget.REFERENCE_SECONDS["cpu"]["imdb_lstm"])
     assert budget.estimate_seconds(experiment, 1, schedule, 500, "tpu") == float("inf")
+    # a CPU without native bf16 trains the LSTM in fp32: the bf16 reference, scaled
+    fp32 = budget.estimate_seconds(experiment, 2, schedule, 22_500, "cpu", bf16=False)
+    assert fp32 == pytest.approx(reference * 1435 / 878)
+    assert budget.estimate_seconds(experiment, 2, schedule, 22_500, "cpu", bf16=True) == pytest.approx(reference)
+    mlp = training.get_experiment("digits_fc")  # measured in fp32: never scaled
+    assert budget.estimate_seconds(mlp, 1, schedule, 1000, "cpu", bf16=False) == pytest.approx(
+        50 * budget.REFERENCE_SECONDS["cpu"]["mlp"])
+    # only stored rows of the precision the runs would use count
+    stored = stored.assign(precision=["bf16", "fp32", "bf16"])
+    assert budget.estimate_seconds(experiment, 3, schedule, 1000, "cpu", stored, bf16=False) == pytest.approx(3 * 50 * 15.0)
+    assert budget.estimate_seconds(experiment, 3, schedule, 1000, "cpu", stored, bf16=True) == pytest.approx(3 * 50 * 5.0)
     assert [budget.describe_duration(s) for s in (30, 600, 72_000, float("inf"))] == [
         "about 30 s", "about 10 min", "about 20 h", "an unknown time"]
 

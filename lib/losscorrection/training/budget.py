@@ -14,7 +14,7 @@ import pandas as pd
 
 from .experiments import Experiment, Schedule
 
-__all__ = ["REFERENCE_SECONDS", "describe_duration", "estimate_seconds"]
+__all__ = ["CPU_BF16_REFERENCES", "CPU_FP32_SLOWDOWN", "REFERENCE_SECONDS", "describe_duration", "estimate_seconds"]
 
 # Seconds per model-epoch per 1,000 training examples with runs batched as the
 # trainer batches them, from benchmarks/ (README "Speed"): the 2-core CPU (fp32
@@ -28,10 +28,17 @@ REFERENCE_SECONDS: dict[str, dict[str, float]] = {
     "cuda": {"mlp": 0.0012, "resnet14": 0.0087, "resnet32": 0.013, "resnet44": 0.017},
 }
 
+# The CPU references above that were measured under bf16 autocast, and what fp32
+# costs instead, on a CPU without native bf16 arithmetic: ResNet-14 trains 1,435
+# images/s with bf16 and channels-last against 878 in fp32 channels-last on the
+# same CPU (benchmarks/README.md). That ratio is applied to the LSTM too.
+CPU_BF16_REFERENCES = frozenset({"imdb_lstm", "resnet14", "resnet32", "resnet44"})
+CPU_FP32_SLOWDOWN = 1435 / 878
+
 
 def estimate_seconds(
     experiment: Experiment, runs: int, schedule: Schedule, train_size: int, device_type: str,
-    stored: pd.DataFrame | None = None,
+    stored: pd.DataFrame | None = None, bf16: bool | None = None,
 ) -> float:
     """Estimated wall time of ``runs`` runs of ``experiment`` for ``schedule.epochs``
     epochs on ``train_size`` examples on a ``device_type`` (``cpu`` or ``cuda``).
@@ -40,13 +47,22 @@ def estimate_seconds(
     ran on the same kind of device with the same training size, when there are
     any: their median training time per epoch and example (a run on a few
     examples is mostly overhead, so it says nothing of a full one). Otherwise
-    from :data:`REFERENCE_SECONDS` (``inf`` for a network without a reference)."""
+    from :data:`REFERENCE_SECONDS` (``inf`` for a network without a reference).
+
+    ``bf16`` is whether the runs would train under bf16 autocast: when given,
+    only stored rows of that precision count, and a CPU reference measured
+    with bf16 is scaled by :data:`CPU_FP32_SLOWDOWN` for an fp32 run."""
     if stored is not None and not stored.empty:
-        same = stored[stored["device"].astype(str).str.startswith(device_type) & (stored["train_size"] == train_size)]
+        same = stored["device"].astype(str).str.startswith(device_type) & (stored["train_size"] == train_size)
+        if bf16 is not None and "precision" in stored:
+            same &= stored["precision"] == ("bf16" if bf16 else "fp32")
+        same = stored[same]
         if not same.empty:
             per_epoch_example = (same["wall_seconds"] / (same["epochs"] * same["train_size"])).median()
             return float(runs * schedule.epochs * train_size * per_epoch_example)
     per_thousand = REFERENCE_SECONDS.get(device_type, {}).get(experiment.model, math.inf)
+    if device_type == "cpu" and bf16 is False and experiment.model in CPU_BF16_REFERENCES:
+        per_thousand *= CPU_FP32_SLOWDOWN
     return runs * schedule.epochs * train_size / 1000 * per_thousand
 
 
