@@ -104,18 +104,9 @@ for name in experiments:
 # what the compression costs at this data size.
 
 # %%
-penalty = training.jpeg_penalty_rows(committed_results_dir)
-summary = training.jpeg_penalty_summary(penalty)
-if summary["runs"].fillna(0).min() == 0:
-    display(Markdown("*Not run here yet: `losscorrection study jpeg-penalty` (six ResNet-14 runs on 2,700 "
-                     "images, about 25 min on a 2-core CPU with bf16).*"))
-else:
-    shown_rows = penalty[penalty["profile"] == "paper"]
-    table = summary.assign(accuracy=[f"{m:.2f} ± {s:.2f}" for m, s in zip(summary["mean"], summary["std"])])
-    display(Markdown(table[["runs", "accuracy"]].to_markdown()))
-    display(Markdown(
-        f"JPEG penalty (lossless − JPEG): **{summary.attrs['gap']:.2f} ± {summary.attrs['gap_se']:.2f} points** "
-        f"(standard error of the difference of the means). {report.provenance(shown_rows)}"))
+penalty_table = report.jpeg_penalty_table(committed_results_dir)
+display(Markdown(penalty_table or "*Not run here yet: `losscorrection study jpeg-penalty` (six ResNet-14 runs on "
+                                  "2,700 images, about 75 min on a 2-core CPU).*"))
 
 # %% [markdown]
 # ### The learning rate and the weight decay

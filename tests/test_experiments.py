@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import dataset_files
-from losscorrection import training
+from losscorrection import report, training
 from losscorrection.results import COLUMNS, ResultStore
 
 # Stage 1 (cross-entropy, which gives T̂), then both T̂ corrections and a baseline
@@ -186,6 +186,16 @@ def test_jpeg_penalty_trains_both_versions_and_summarises_the_gap(tmp_path):
     assert summary.attrs["gap"] == pytest.approx(by_version.mean()["lossless"] - by_version.mean()["jpeg"])
     expected_se = np.sqrt(sum(by_version.std(ddof=0)[v] ** 2 / 2 for v in ("lossless", "jpeg")))
     assert summary.attrs["gap_se"] == pytest.approx(expected_se)
+    # a schedule run on one version only has no gap; the book's table says so
+    store = ResultStore(tmp_path / "results")
+    lossless_row = rows[rows["version"] == "lossless"].drop(columns="version").iloc[0]
+    store.append([{**lossless_row.to_dict(), "profile": "smoke:lr=0.1", "test_accuracy": 12.5}])
+    assert "gap" not in training.jpeg_penalty_summary(training.jpeg_penalty_rows(tmp_path / "results"),
+                                                      profile="smoke:lr=0.1").attrs
+    table = report.jpeg_penalty_table(tmp_path / "results").splitlines()
+    assert table[2].startswith("| `smoke`") and f"**{summary.attrs['gap']:.2f} ± " in table[2]
+    assert table[3].startswith("| `smoke:lr=0.1`") and "12.50 ± 0.00 (1)" in table[3] and table[3].rstrip(" |").endswith("–")
+    assert table[-1].startswith("5 runs on cpu")
 
 
 def test_cifar10n_image_dependence_record(tmp_path):

@@ -21,8 +21,8 @@ from .results import (
     plot_accuracy_vs_noise, rate_key, short_setting, summarize,
 )
 
-__all__ = ["Block", "figure_panel", "gpu_chapter_options", "plot_transition_pair", "provenance", "status_table",
-           "table_block", "variant_comparison", "variants_table"]
+__all__ = ["Block", "figure_panel", "gpu_chapter_options", "jpeg_penalty_table", "plot_transition_pair", "provenance",
+           "status_table", "table_block", "variant_comparison", "variants_table"]
 
 
 @dataclass
@@ -64,6 +64,26 @@ def variants_table(results_dir, experiment: str, method: str = "cross_entropy", 
              "precision": ", ".join(sorted(set(group["precision"].astype(str))))}
             for profile, group in frame.groupby("profile")]
     return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def jpeg_penalty_table(results_dir) -> str:
+    """Markdown: the JPEG penalty under every schedule stored (``paper`` first,
+    then e.g. ``paper:lr=0.1``): accuracy on the same test images, lossless and
+    as JPEG (mean ± std, runs), and the gap lossless − JPEG ± its standard error
+    (:func:`~losscorrection.training.jpeg_penalty_summary`); then the provenance."""
+    rows = training.jpeg_penalty_rows(results_dir)
+    if rows.empty:
+        return ""
+    lines = []
+    for label in sorted(set(rows["profile"]), key=lambda label: (label != "paper", label)):
+        summary = training.jpeg_penalty_summary(rows, profile=label)
+        line = {"schedule": f"`{label}`"}
+        for version, (runs, mean, std) in summary[["runs", "mean", "std"]].iterrows():
+            line[{"jpeg": "JPEG"}.get(version, version)] = f"{mean:.2f} ± {std:.2f} ({runs:.0f})" if runs > 0 else "–"
+        gap = summary.attrs
+        line["lossless − JPEG"] = f"**{gap['gap']:.2f} ± {gap['gap_se']:.2f}**" if "gap" in gap else "–"
+        lines.append(line)
+    return f"{pd.DataFrame(lines).to_markdown(index=False)}\n\n{provenance(rows)}"
 
 
 def variant_comparison(results_dir, experiment: str, profile: str, variant: str) -> str:
