@@ -128,7 +128,7 @@ def test_sweep_in_two_processes_stores_every_run_once(tmp_path, capsys):
     assert cli.main(args) == 0
     frame = ResultStore(tmp_path).load("digits_fc")
     assert len(frame) == 8 and not frame.duplicated(["method", "noise", "rate", "run"]).any()
-    assert all(d.endswith(", 1 threads") for d in frame["device"])  # the 2 cores shared by 2 processes
+    assert all(d.endswith(", 1 thread") for d in frame["device"])  # the 2 cores shared by 2 processes
     assert "8 new runs of 8 requested (0 already stored) in" in capsys.readouterr().out
 
 

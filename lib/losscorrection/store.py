@@ -161,7 +161,8 @@ def device_description(device: torch.device | str) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     cpu = platform.processor() or platform.machine()
-    return f"cpu: {cpu}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"cpu: {cpu}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def timestamp() -> str:
