@@ -184,7 +184,7 @@ def test_jpeg_penalty_trains_both_versions_and_summarises_the_gap(tmp_path):
     assert list(summary["runs"]) == [2, 2]
     by_version = rows.groupby("version")["test_accuracy"]
     assert summary.attrs["gap"] == pytest.approx(by_version.mean()["lossless"] - by_version.mean()["jpeg"])
-    expected_se = np.sqrt(sum(by_version.std(ddof=0)[v] ** 2 / 2 for v in ("lossless", "jpeg")))
+    expected_se = np.sqrt(sum(by_version.std(ddof=1)[v] ** 2 / 2 for v in ("lossless", "jpeg")))
     assert summary.attrs["gap_se"] == pytest.approx(expected_se)
     # a schedule run on one version only has no gap; the book's table says so
     store = ResultStore(tmp_path / "results")
@@ -195,7 +195,9 @@ def test_jpeg_penalty_trains_both_versions_and_summarises_the_gap(tmp_path):
     table = report.jpeg_penalty_table(tmp_path / "results").splitlines()
     assert table[2].startswith("| `smoke`") and f"**{summary.attrs['gap']:.2f} ± " in table[2]
     assert table[3].startswith("| `smoke:lr=0.1`") and "12.50 ± 0.00 (1)" in table[3] and table[3].rstrip(" |").endswith("–")
-    assert table[-1].startswith("5 runs on cpu")
+    total_minutes = (rows["wall_seconds"].sum() + lossless_row["wall_seconds"]) / 60
+    assert "the gap ± its standard error. 5 runs on cpu" in table[-1]
+    assert table[-1].endswith(f"; {total_minutes:.1f} min of training in all.")
 
 
 def test_cifar10n_image_dependence_record(tmp_path):
