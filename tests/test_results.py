@@ -206,13 +206,18 @@ def test_variants_table_groups_one_cell_by_profile(tmp_path):
     store = ResultStore(tmp_path)
     base = {c: 0 for c in results.COLUMNS} | {"experiment": "imdb_embedding", "method": "cross_entropy",
                                               "noise": "none", "rate": 0.0, "device": "cpu", "precision": "fp32"}
-    store.append([base | {"run": k, "profile": "paper", "test_accuracy": 84.0 + k} for k in range(3)]
-                 + [base | {"run": 0, "profile": "paper:output_init=he_normal", "test_accuracy": 86.5}]
-                 + [base | {"run": 0, "profile": "paper", "noise": "symmetric", "rate": 0.1, "test_accuracy": 1.0}])
+    store.append([base | {"run": k, "profile": "paper", "test_accuracy": 84.0 + k, "epochs": 50,
+                          "selected_epoch": 12 + 3 * k} for k in range(3)]
+                 + [base | {"run": 0, "profile": "paper:output_init=he_normal", "test_accuracy": 86.5,
+                            "epochs": 50, "selected_epoch": 7}]
+                 + [base | {"run": 0, "profile": "paper", "noise": "symmetric", "rate": 0.1, "test_accuracy": 1.0,
+                            "epochs": 50, "selected_epoch": 40}])
     table = report.variants_table(tmp_path, "imdb_embedding")
     assert "`paper`" in table and "`paper:output_init=he_normal`" in table
     assert "85.0 ± 0.8" in table and "86.5" in table
-    assert re.search(r"`paper`\s*\|\s*3\s*\|", table)  # the symmetric run is another cell
+    # runs, epochs, the selected epochs' range: the symmetric run is another cell
+    assert re.search(r"`paper`\s*\|\s*3\s*\|\s*50\s*\|\s*12–18\s*\|", table)
+    assert re.search(r"`paper:output_init=he_normal`\s*\|\s*1\s*\|\s*50\s*\|\s*7\s*\|", table)
     assert "No run" in report.variants_table(tmp_path, "imdb_embedding", "savage")
 
 

@@ -51,19 +51,27 @@ def provenance(frame: pd.DataFrame) -> str:
 def variants_table(results_dir, experiment: str, method: str = "cross_entropy", noise: str = "none",
                    rate: float = 0.0) -> str:
     """Markdown: every stored run of one cell grouped by the profile it ran under
-    (``paper``, ``paper:lr=0.1``, ...): runs, mean ± std of the test accuracy,
-    devices and precision; how a text-against-code choice was decided."""
+    (``paper``, ``quick:lr=0.1``, ...): runs, training epochs, the epochs model
+    selection kept (lowest–highest), mean ± std of the test accuracy, devices
+    and precision; how a text-against-code choice was decided."""
     frame = ResultStore(results_dir).load(experiment)
     frame = _select(frame, method, noise, rate)
     if frame.empty:
         return f"*No run of {method} ({noise} {rate:g}) stored for `{experiment}` yet.*"
-    rows = [{"profile": f"`{profile}`", "runs": len(group),
+    rows = [{"profile": f"`{profile}`", "runs": len(group), "epochs": _span(group["epochs"]),
+             "selected epoch": _span(group["selected_epoch"]),
              "accuracy": format_accuracy(group["test_accuracy"].mean(), group["test_accuracy"].std(ddof=0),
                                          len(group), with_runs=False),
              "device": ", ".join(sorted(set(group["device"].astype(str)))),
              "precision": ", ".join(sorted(set(group["precision"].astype(str))))}
             for profile, group in frame.groupby("profile")]
     return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def _span(values: pd.Series) -> str:
+    """``"45"`` for one distinct integer value, ``"45–48"`` for several."""
+    low, high = int(values.min()), int(values.max())
+    return f"{low}" if low == high else f"{low}–{high}"
 
 
 def jpeg_penalty_table(results_dir) -> str:
