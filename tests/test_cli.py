@@ -135,11 +135,11 @@ def test_sweep_in_two_processes_stores_every_run_once(tmp_path, capsys):
 def test_study_jpeg_penalty_prints_both_versions_and_the_gap(tmp_path, capsys):
     import test_experiments
     test_experiments._lossless_subset_files(tmp_path / "data", per_class=8)
-    args = ["study", "jpeg-penalty", "--runs", "1", "--profile", "smoke", "--epochs", "1", "--lr", "0.1",
+    args = ["study", "jpeg-penalty", "--runs", "1", "--profile", "smoke", "--epochs", "1", "--lr", "0.01",
             "--device", "cpu", "--data-root", str(tmp_path / "data"), "--results-dir", str(tmp_path / "r"), "--quiet"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "(smoke:lr=0.1:epochs=1)" in out and "lossless" in out and "JPEG penalty:" in out
+    assert "(smoke:lr=0.01:epochs=1)" in out and "lossless" in out and "JPEG penalty:" in out
     assert cli.main(["study", "jpeg-penalty", "--runs", "0"]) == 2
     assert cli.main(["study", "jpeg-penalty", "--threads", "0"]) == 2
 

@@ -76,7 +76,7 @@ def _span(values: pd.Series) -> str:
 
 def jpeg_penalty_table(results_dir) -> str:
     """Markdown: the JPEG penalty under every schedule stored (``paper`` first,
-    then e.g. ``paper:lr=0.1``): accuracy on the same test images, lossless and
+    then e.g. ``paper:lr=0.01``): accuracy on the same test images, lossless and
     as JPEG (mean ± std, runs), and the gap lossless − JPEG ± its standard error
     (:func:`~losscorrection.training.jpeg_penalty_summary`); then the provenance."""
     rows = training.jpeg_penalty_rows(results_dir)

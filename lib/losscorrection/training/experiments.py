@@ -75,7 +75,10 @@ class Schedule:
 
 
 ADAGRAD = Schedule("adagrad", lr=0.01, epochs=40)
-CIFAR10_SGD = Schedule("sgd", 0.01, 120, momentum=0.9, weight_decay=1e-4, milestones=(40, 80))
+# CIFAR: the released code's starting rate 0.1, not the text's 0.01 (decided on all of the
+# CIFAR-10 JPEG copy: clean cross-entropy ResNet-14, 0.1 ahead of 0.01 under the same schedule;
+# the reproduction notes give the numbers). CIFAR-100 takes the same rate and the text's decay.
+CIFAR10_SGD = Schedule("sgd", 0.1, 120, momentum=0.9, weight_decay=1e-4, milestones=(40, 80))
 CIFAR100_SGD = replace(CIFAR10_SGD, epochs=150, milestones=(80, 120))
 MNIST_SETTINGS = (("none", 0.0), ("symmetric", 0.2), ("asymmetric", 0.2), ("asymmetric", 0.6))
 IMDB_SETTINGS = (("none", 0.0), ("symmetric", 0.1), ("asymmetric", 0.1), ("asymmetric", 0.4))

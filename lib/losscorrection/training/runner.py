@@ -118,7 +118,7 @@ def run_cells(
     epochs, limit, lr
         Override the profile's epochs, examples kept per split and learning
         rate; the rows are then stored under a profile label that says so
-        (e.g. ``paper:lr=0.1``).
+        (e.g. ``paper:lr=0.01``).
     model_options
         Keyword arguments for the network that override the experiment's
         (e.g. ``{"output_init": "uniform"}``); stored under a profile label

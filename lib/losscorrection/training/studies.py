@@ -55,7 +55,7 @@ def jpeg_penalty(data_root: str | Path | None = None, *, runs: int = 3, profile:
     """Train ``runs`` clean cross-entropy ResNet-14 runs on each version of the
     4,000-image subset (2,700 training, 300 validation and 1,000 test images;
     the CIFAR schedule of ``profile``; runs already stored are kept) and return every stored row of both (``version`` column added; the
-    profile label of these runs in ``.attrs["profile"]``, e.g. ``paper:lr=0.1``)."""
+    profile label of these runs in ``.attrs["profile"]``, e.g. ``paper:lr=0.01``)."""
     splits = data_module.jpeg_penalty_splits(data_root, progress=progress)
     cells = [Cell("cross_entropy", "none", 0.0, k) for k in range(runs)]
     for version, split in splits.items():
