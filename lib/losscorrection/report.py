@@ -51,7 +51,7 @@ def provenance(frame: pd.DataFrame) -> str:
 def variants_table(results_dir, experiment: str, method: str = "cross_entropy", noise: str = "none",
                    rate: float = 0.0) -> str:
     """Markdown: every stored run of one cell grouped by the profile it ran under
-    (``paper``, ``quick:lr=0.1``, ...): runs, training epochs, the epochs model
+    (``paper``, ``quick:lr=0.01``, ...): runs, training epochs, the epochs model
     selection kept (lowest–highest), mean ± std of the test accuracy, devices
     and precision; how a text-against-code choice was decided."""
     frame = ResultStore(results_dir).load(experiment)

@@ -80,11 +80,12 @@ def jpeg_penalty_summary(rows: pd.DataFrame, profile: str = "paper") -> pd.DataF
     sum of each version's sample variance over its runs) when both have runs;
     ``gap_se`` is NaN with a single run of a version."""
     rows = rows[rows["profile"] == profile]
-    table = rows.groupby("version")["test_accuracy"].agg(runs="count", mean="mean", std=lambda a: a.std(ddof=0))
+    accuracy = rows.groupby("version")["test_accuracy"]
+    table = accuracy.agg(runs="count", mean="mean", std=lambda a: a.std(ddof=0))
     table = table.reindex(list(JPEG_PENALTY_KEYS))
     if table["runs"].fillna(0).min() > 0:
         gap = table.loc["lossless", "mean"] - table.loc["jpeg", "mean"]
-        variances = rows.groupby("version")["test_accuracy"].var(ddof=1)  # unbiased: the usual standard error
+        variances = accuracy.var(ddof=1)  # unbiased: the usual standard error
         spread = np.sqrt(sum(variances[v] / table.loc[v, "runs"] for v in JPEG_PENALTY_KEYS))
         table.attrs.update(gap=float(gap), gap_se=float(spread))
     return table
