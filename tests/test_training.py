@@ -472,6 +472,35 @@ def test_checkpoints_are_written_at_most_every_checkpoint_seconds(digits, tmp_pa
     assert saved_epochs == [2, 4, 6]  # every second of the (fake) clock, not every epoch once due
 
 
+def test_a_resumed_group_reports_the_time_of_an_uninterrupted_one(digits, tmp_path, monkeypatch):
+    """Each epoch takes one second of a fake clock. A process stopped during epoch 4
+    keeps 3 seconds in its checkpoint; the next process, whose clock starts
+    elsewhere, redoes epoch 4 and adds 3: 6 seconds, as without the interruption
+    (not the last process's 3, nor 7 with the lost epoch)."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    seeds = [3, 4]
+    T, y_tr, y_va = noisy(digits, seeds)
+    schedule = replace(SCHEDULE, epochs=6)
+
+    def train(stop_at=None, **kwargs):
+        def one_second_per_epoch(epoch, stack):
+            clock["now"] += 1.0
+            if epoch == stop_at:
+                raise Interrupted
+
+        return training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU), "cross_entropy",
+                                    group_data(digits), y_tr, y_va, None, schedule, seeds, progress=False,
+                                    on_epoch=one_second_per_epoch, checkpoint_seconds=0.0, **kwargs)
+
+    assert [o.group_seconds for o in train()] == [6.0, 6.0]
+    checkpoint = tmp_path / "group.pt"
+    with pytest.raises(Interrupted):
+        train(stop_at=4, checkpoint=checkpoint)
+    clock["now"] = 1000.0  # a new process
+    assert [o.group_seconds for o in train(checkpoint=checkpoint)] == [6.0, 6.0]
+
+
 # ------------------------------------------------------------- run independence
 
 

@@ -69,6 +69,7 @@ class RunOutcome:
     val_loss: float  # at the selected epoch
     val_history: list[float]  # validation loss after every epoch
     probs: np.ndarray | None  # (n_train + n_val, c) softmax of the selected model (stage 1)
+    group_seconds: float  # the whole group's training and testing time, as if uninterrupted (see train_group)
 
 
 def weight_decay_groups(
@@ -180,7 +181,9 @@ def train_group(
     write (default :data:`CHECKPOINT_SECONDS`), and training resumes from that
     file when it exists: an interrupted group continues where it stopped and
     ends exactly as it would have. The caller removes the file once the
-    results are stored.
+    results are stored. ``group_seconds`` then sums the time of every
+    process up to its last checkpoint, plus the last process's: epochs
+    repeated after an interruption count once.
 
     Returns one :class:`RunOutcome` per run, in the order of the stack.
     """
@@ -194,17 +197,18 @@ def train_group(
     best_loss = torch.full((K,), math.inf, device=device)
     best_epoch = torch.zeros(K, dtype=torch.long)
     history = []
-    first_epoch = 0
+    first_epoch, earlier_seconds = 0, 0.0
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     if saved is not None:
         first_epoch, history, best_epoch = saved["epoch"], saved["history"], saved["best_epoch"]
+        earlier_seconds = saved.get("seconds", 0.0)  # absent from checkpoints written before it was kept
         stack.load(saved["stack"])
         best, best_loss = to_device(saved["best"], device), saved["best_loss"].to(device)
         opt.load_state_dict(saved["optimizer"])
         lr_schedule.load_state_dict(saved["lr_schedule"])
         set_rng_states(saved["rng"], streams, device)
     every = checkpoints.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
-    last_save = time.perf_counter()
+    last_save = started = time.perf_counter()
     bar = tqdm(range(first_epoch, schedule.epochs), desc=desc, disable=not progress, leave=False,
                initial=first_epoch, total=schedule.epochs)
     for epoch in bar:
@@ -233,7 +237,7 @@ def train_group(
             save_checkpoint(checkpoint, dict(
                 epoch=epoch + 1, history=history, best_epoch=best_epoch, stack=stack.snapshot(), best=best,
                 best_loss=best_loss, optimizer=opt.state_dict(), lr_schedule=lr_schedule.state_dict(),
-                rng=rng_states(streams, device),
+                rng=rng_states(streams, device), seconds=earlier_seconds + time.perf_counter() - started,
             ))
             last_save = time.perf_counter()
     stack.load(best)
@@ -247,9 +251,10 @@ def train_group(
         x_prime = torch.cat([group_data.x_train, group_data.x_val])  # X' = training + validation inputs
         probs = torch.cat(_evaluate(stack, group_data, x_prime, lambda z, s: z.softmax(dim=-1)), dim=1)
         probs = probs.double().cpu().numpy()
+    seconds = earlier_seconds + time.perf_counter() - started
     return [
         RunOutcome(accuracy[k], int(best_epoch[k]), float(best_loss[k]),
-                   [epoch_losses[k] for epoch_losses in history], None if probs is None else probs[k])
+                   [epoch_losses[k] for epoch_losses in history], None if probs is None else probs[k], seconds)
         for k in range(K)
     ]
 

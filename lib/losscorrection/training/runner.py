@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -274,14 +273,13 @@ def _train_cells(
     stack = _build_stack(experiment, method, group, split, device, bf16)
     y_train = torch.tensor(np.stack([labels[c.noise_key].y_train for c in group]), device=device)
     y_val = torch.tensor(np.stack([labels[c.noise_key].y_val for c in group]), device=device)
-    started = time.perf_counter()
     outcomes = train_group(
         stack, method, group_data, y_train, y_val, matrices, schedule,
         order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
         want_probs=method == STAGE_ONE,
         progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)", checkpoint=checkpoint,
     )
-    wall = (time.perf_counter() - started) / len(group)
+    wall = outcomes[0].group_seconds / len(group)  # per run; a resumed group counts every process's share
     new_transitions = {}
     rows = []
     for cell, outcome in zip(group, outcomes):
