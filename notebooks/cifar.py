@@ -25,8 +25,10 @@
 # flips). One run per cell, as in the paper, whose right half of Table 2 has
 # no standard deviations.
 #
-# A ResNet run takes hours on a CPU, so these experiments are trained on a GPU
-# and committed to the results store; this chapter shows what is stored. The
+# A ResNet run takes hours on a CPU (about 6 h for a ResNet-14 run on two
+# cores, 100 s on one GPU in a group of six), so these experiments are trained
+# ahead and committed to the results store; this chapter shows what is stored,
+# each table and panel with the device its runs used. The
 # lossless CIFAR-10 and CIFAR-100 are not on our machines; the CIFAR-10 runs
 # use the **JPEG copy** of CIFAR-10 (quality about 75, slightly lossy) and are
 # labelled `cifar10jpg_*`. Their paper column is the paper's CIFAR-10 block of
@@ -96,7 +98,9 @@ for name in experiments:
 # says 0.01, the released code starts at 0.1) and the scope of the weight
 # decay (the released code decays the kernels only; those runs decayed every
 # parameter). The first two are measured below; the third needs full-length
-# runs that differ in the decay alone.
+# runs that differ in the decay alone. In short: with the code's rate and
+# decay, clean cross-entropy reaches 85.95 % (paper 87.8 %, our first runs
+# 82.4 %), and what remains is about what the JPEG compression costs.
 #
 # ### The JPEG penalty
 #
@@ -129,7 +133,9 @@ display(Markdown(penalty_table or "*Not run here yet: `losscorrection study jpeg
 # validation loss). The paper's value for this cell is 87.8 %. Under the
 # same 30-epoch schedule on all the data the code's 0.1 is far ahead of the
 # text's 0.01, and it reaches in 30 epochs what 0.01 reached in 120: the
-# companion trains with 0.1 (see the reproduction notes).
+# companion trains with 0.1 (see the reproduction notes). Trained for all 120
+# epochs, 0.1 comes within 1.9 points of the paper, about the JPEG penalty
+# measured above.
 
 # %%
 display(Markdown(report.variants_table(committed_results_dir, "cifar10jpg_resnet14")))
