@@ -25,18 +25,18 @@
 # flips). One run per cell, as in the paper, whose right half of Table 2 has
 # no standard deviations.
 #
-# A ResNet run takes hours on a CPU (about 6 h for a ResNet-14 run on two
-# cores, 100 s on one GPU in a group of six), so these experiments are trained
-# ahead and committed to the results store; this chapter shows what is stored,
-# each table and panel with the device its runs used. The
-# lossless CIFAR-10 and CIFAR-100 are not on our machines; the CIFAR-10 runs
-# use the **JPEG copy** of CIFAR-10 (quality about 75, slightly lossy) and are
-# labelled `cifar10jpg_*`. Their paper column is the paper's CIFAR-10 block of
-# the same depth, measured on the lossless images. Our earlier ResNet-14 runs
-# used the text's rate 0.01 and decayed every parameter (biases and batch-norm
-# scales too); they are kept under the profile label
-# `paper:lr=0.01:weight_decay_scope=all` and are not shown as paper-profile
-# results.
+# A ResNet run takes hours on a CPU (a ResNet-14 run about 6 h on a 2-core CPU
+# without bf16, two runs side by side; 100 s per run on one H200 in a group of
+# six), so these experiments are trained ahead and committed to the results
+# store; this chapter shows what is stored, each table and panel with the
+# device its runs used. The lossless CIFAR-10 and CIFAR-100 are not on our
+# machines; the CIFAR-10 runs use the **JPEG copy** of CIFAR-10 (quality about
+# 75, slightly lossy) and are labelled `cifar10jpg_*`. Their paper column is
+# the paper's CIFAR-10 block of the same depth, measured on the lossless
+# images. Our earlier ResNet-14 runs used the text's rate 0.01 and decayed
+# every parameter (biases and batch-norm scales too); they are kept under the
+# profile label `paper:lr=0.01:weight_decay_scope=all` and are not shown as
+# paper-profile results.
 
 # %% tags=["parameters"]
 profile = "paper"  # smoke | quick | paper
