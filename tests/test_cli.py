@@ -72,6 +72,19 @@ def test_run_then_table(tmp_path, capsys):
     assert "53.0 ± 0.6" in out  # the paper's cross-entropy at asymmetric 0.6 on MNIST
 
 
+def test_a_time_limit_stops_with_exit_3_and_the_same_command_continues(tmp_path, capsys):
+    args = ["run", "digits", "--method", "cross_entropy", "--noise", "none", "--profile", "smoke",
+            "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
+    assert cli.main([*args, "--time-limit", "0"]) == 3  # no epoch fits in no time
+    err = capsys.readouterr().err
+    assert "time limit reached before epoch 1" in err and "re-run to continue" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not ResultStore(str(tmp_path)).path("digits_fc").exists()
+    assert cli.main([*args, "--time-limit", "60"]) == 0
+    assert "1 new runs of 1 requested" in capsys.readouterr().out
+    assert cli.main([*args, "--time-limit", "-1"]) == 2
+
+
 def test_table_without_results_prints_the_papers_columns(tmp_path, capsys):
     for key, published in (("cifar10_resnet14", "87.8"), ("cifar100_resnet44", "68.5")):
         assert cli.main(["table", key, "--results-dir", str(tmp_path)]) == 0

@@ -501,6 +501,41 @@ def test_a_resumed_group_reports_the_time_of_an_uninterrupted_one(digits, tmp_pa
     assert [o.group_seconds for o in train(checkpoint=checkpoint)] == [6.0, 6.0]
 
 
+def test_a_deadline_checkpoints_the_last_epoch_that_fits_and_the_same_call_continues(digits, tmp_path, monkeypatch):
+    """Epochs of one (fake) second and a deadline at 3.5 s: epoch 4 would end at
+    4 s, so the group stops after epoch 3 with its state saved, and continuing
+    ends exactly as a group that was never stopped."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    seeds = [3, 4]
+    T, y_tr, y_va = noisy(digits, seeds)
+    schedule = replace(SCHEDULE, epochs=6)
+
+    def train(**kwargs):
+        def one_second_per_epoch(epoch, stack):
+            clock["now"] += 1.0
+
+        torch.manual_seed(123)
+        return training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU), "cross_entropy",
+                                    group_data(digits), y_tr, y_va, None, schedule, seeds, progress=False,
+                                    on_epoch=one_second_per_epoch, checkpoint_seconds=100.0, **kwargs)
+
+    straight = train()
+    checkpoint = tmp_path / "group.pt"
+    clock["now"] = 0.0
+    with pytest.raises(training.TimeLimitReached, match="stopped after epoch 3 of 6"):
+        train(checkpoint=checkpoint, deadline=3.5)
+    saved = torch.load(checkpoint, weights_only=False)
+    assert (saved["epoch"], saved["seconds"]) == (3, 3.0)  # saved at the stop, not only every 100 s
+    with pytest.raises(training.TimeLimitReached, match="before epoch 4"):  # already past it: no epoch started
+        train(checkpoint=checkpoint, deadline=clock["now"])
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 3
+    resumed = train(checkpoint=checkpoint, deadline=clock["now"] + 3.5)  # epochs 4-6 end at +3 s: no stop
+    assert [(a.val_history, a.test_accuracy) for a in straight] == [(b.val_history, b.test_accuracy) for b in resumed]
+    with pytest.raises(ValueError, match="needs a checkpoint"):
+        train(deadline=10.0)
+
+
 # ------------------------------------------------------------- run independence
 
 

@@ -33,7 +33,7 @@ from .experiments import (
     dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
     table_cells, transition_for,
 )
-from .loop import EVAL_BATCH, GroupData, RunOutcome, train_group, weight_decay_groups
+from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_group, weight_decay_groups
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
@@ -74,6 +74,7 @@ __all__ = [
     "RunStack",
     "Schedule",
     "StackedMLP",
+    "TimeLimitReached",
     "augment_seed",
     "cifar10n_image_dependence",
     "auto_bf16",

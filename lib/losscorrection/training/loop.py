@@ -27,9 +27,14 @@ from .experiments import Schedule
 from .objective import per_run_losses
 from .runs import RunStack
 
-__all__ = ["EVAL_BATCH", "GroupData", "RunOutcome", "train_group", "weight_decay_groups"]
+__all__ = ["EVAL_BATCH", "GroupData", "RunOutcome", "TimeLimitReached", "train_group", "weight_decay_groups"]
 
 EVAL_BATCH = 2048  # examples per forward pass when evaluating
+
+
+class TimeLimitReached(Exception):
+    """A group stopped before its deadline, its state checkpointed: the same call
+    continues it."""
 
 
 @dataclass
@@ -138,6 +143,7 @@ def train_group(
     on_epoch: Callable[[int, Any], None] | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_seconds: float | None = None,
+    deadline: float | None = None,
 ) -> list[RunOutcome]:
     """Train K runs of ``method`` together (Algorithm 1, one stage) and select each
     run's epoch with the lowest validation loss.
@@ -168,7 +174,7 @@ def train_group(
     on_epoch
         ``on_epoch(epoch, stack)`` (epochs counted from 1) sees the networks as they
         are at the end of every epoch, before model selection.
-    checkpoint, checkpoint_seconds
+    checkpoint, checkpoint_seconds, deadline
         See below.
 
     Each epoch visits every run's own permutation of the training set in batches;
@@ -183,10 +189,15 @@ def train_group(
     ends exactly as it would have. The caller removes the file once the
     results are stored. ``group_seconds`` then sums the time of every
     process up to its last checkpoint, plus the last process's: epochs
-    repeated after an interruption count once.
+    repeated after an interruption count once. With a ``deadline`` (a
+    ``time.perf_counter()`` value; it needs a ``checkpoint``), an epoch that
+    would end after it is not started: the state is checkpointed and
+    :class:`TimeLimitReached` raised.
 
     Returns one :class:`RunOutcome` per run, in the order of the stack.
     """
+    if deadline is not None and checkpoint is None:
+        raise ValueError("a deadline needs a checkpoint to continue from")
     K, n = y_train.shape
     device = y_train.device
     opt, lr_schedule = _optimizer(schedule, stack)
@@ -209,9 +220,12 @@ def train_group(
         set_rng_states(saved["rng"], streams, device)
     every = checkpoints.CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
     last_save = started = time.perf_counter()
+    if deadline is not None and started >= deadline and first_epoch < schedule.epochs:
+        raise TimeLimitReached(f"{desc or method}: time limit reached before epoch {first_epoch + 1}")
     bar = tqdm(range(first_epoch, schedule.epochs), desc=desc, disable=not progress, leave=False,
                initial=first_epoch, total=schedule.epochs)
     for epoch in bar:
+        epoch_started = time.perf_counter()
         perms = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)
         for start in range(0, n, schedule.batch_size):
             idx = perms[:, start : start + schedule.batch_size]
@@ -233,13 +247,19 @@ def train_group(
         best_loss = torch.where(improved, val, best_loss)
         best_epoch[improved.cpu()] = epoch + 1
         bar.set_postfix(val_loss=f"{val.mean().item():.4f}")
-        if checkpoint is not None and time.perf_counter() - last_save >= every:
+        now = time.perf_counter()
+        out_of_time = (deadline is not None and epoch + 1 < schedule.epochs
+                       and now + (now - epoch_started) > deadline)  # the next epoch, as long as this one
+        if checkpoint is not None and (out_of_time or now - last_save >= every):
             save_checkpoint(checkpoint, dict(
                 epoch=epoch + 1, history=history, best_epoch=best_epoch, stack=stack.snapshot(), best=best,
                 best_loss=best_loss, optimizer=opt.state_dict(), lr_schedule=lr_schedule.state_dict(),
-                rng=rng_states(streams, device), seconds=earlier_seconds + time.perf_counter() - started,
+                rng=rng_states(streams, device), seconds=earlier_seconds + now - started,
             ))
             last_save = time.perf_counter()
+        if out_of_time:
+            bar.close()
+            raise TimeLimitReached(f"{desc or method}: stopped after epoch {epoch + 1} of {schedule.epochs}")
     stack.load(best)
     correct = torch.stack(
         _evaluate(stack, group_data, group_data.x_test,

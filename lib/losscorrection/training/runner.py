@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -96,6 +97,7 @@ def run_cells(
     precision: str = "auto",
     progress: bool = True,
     split: data_module.Split | None = None,
+    time_limit: float | None = None,
 ) -> pd.DataFrame:
     """Train every cell not yet in the results store (Algorithm 1) and append one row per run.
 
@@ -137,6 +139,11 @@ def run_cells(
         are already noisy go with the setting ``("none", 0.0)``: no noise is
         added, the T̂ methods estimate it, and ``T_error`` is then measured
         against the identity.
+    time_limit
+        Seconds from the call on: an epoch that would end later is not
+        started; the unfinished group is checkpointed and
+        :class:`~losscorrection.training.TimeLimitReached` raised, with every
+        finished group stored. The same call continues.
 
     Returns
     -------
@@ -148,6 +155,7 @@ def run_cells(
     group of runs is written before the next one starts, and an unfinished
     group resumes from its checkpoint under ``<results_dir>/.partial/``.
     """
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
     schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None, lr=lr)
     changed = {k: v for k, v in (model_options or {}).items() if experiment.model_kwargs.get(k, object()) != v}
@@ -189,7 +197,7 @@ def run_cells(
             rows, transitions = _train_cells(
                 experiment=experiment, method=method, group=group, split=split, group_data=group_data,
                 labels=labels, estimated=estimated, schedule=schedule, device=device, progress=progress,
-                provenance=provenance, bf16=bf16, checkpoint=checkpoint,
+                provenance=provenance, bf16=bf16, checkpoint=checkpoint, deadline=deadline,
             )
             estimated.update(transitions)
             store.put_transitions(
@@ -264,6 +272,7 @@ def _train_cells(
     *, experiment: Experiment, method: str, group: list[Cell], split: data_module.Split,
     group_data: GroupData, labels: dict[tuple, NoisyLabels], estimated: dict[tuple, np.ndarray],
     schedule: Schedule, device: torch.device, progress: bool, provenance: dict, bf16: bool, checkpoint: Path,
+    deadline: float | None,
 ) -> tuple[list[dict], dict[tuple, np.ndarray]]:
     """Train one group of runs of one method (resuming from ``checkpoint`` when it
     exists); return result rows and new T̂s (stage 1)."""
@@ -278,6 +287,7 @@ def _train_cells(
         order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
         want_probs=method == STAGE_ONE,
         progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)", checkpoint=checkpoint,
+        deadline=deadline,
     )
     wall = outcomes[0].group_seconds / len(group)  # per run; a resumed group counts every process's share
     new_transitions = {}
