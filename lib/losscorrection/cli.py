@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except training.TimeLimitReached as stop:
         print(f"losscorrection: {stop}; finished runs are stored and the unfinished group checkpointed "
-              f"({Path(getattr(args, 'results_dir', 'results')) / '.partial'}), re-run to continue", file=sys.stderr)
+              f"({Path(args.results_dir) / '.partial'}), re-run to continue", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("losscorrection: interrupted; finished runs are stored and unfinished ones checkpointed "
