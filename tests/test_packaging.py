@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -140,3 +141,18 @@ def test_the_publishing_workflow_builds_the_book_without_data_and_deploys_it():
     config = yaml.safe_load((ROOT / "_config.yml").read_text() + "\n" + appended)
     assert config["repository"]["url"].startswith("https://github.com/${{ github.repository }}")
     assert "launch_buttons" not in config
+
+
+def test_no_lock_temporary_or_checkpoint_file_is_tracked():
+    """Lock files, half-written tables and unfinished groups' checkpoints
+    (model weights) are working files of a run, never part of the repository."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    working_files = [
+        path for path in tracked
+        if path.endswith((".lock", ".tmp")) or "/.partial/" in f"/{path}"
+    ]
+    assert not working_files, f"tracked working files: {working_files}"
