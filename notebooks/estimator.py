@@ -121,17 +121,42 @@ def noisy(noise_rate: float):
     return labels[0].T, y_train, y_val
 
 
+CHECKPOINTS = sorted({e for e in (1, 2, 5, 10, 20, 40) if e <= schedule.epochs} | {schedule.epochs})
+
+
 def stage_one(noise_rate: float):
+    """Train the K stage-1 runs once; besides the selected networks' softmax outputs
+    (``outcomes[k].probs``) it records, at every epoch in CHECKPOINTS, the estimation
+    error and clean test accuracy of the networks as they are then (for the section
+    on the length of stage 1)."""
     T, y_train, y_val = noisy(noise_rate)
+    x_prime = torch.cat([group.x_train, group.x_val])
+    records = []
+
+    def checkpoint(epoch: int, stack) -> None:
+        if epoch not in CHECKPOINTS:
+            return
+        with torch.no_grad():
+            softmax = stack.forward(group.prepare(x_prime, False), train=False, shared=True).softmax(-1)
+            test_logits = stack.forward(group.prepare(group.x_test, False), train=False, shared=True)
+            accuracy = 100.0 * (test_logits.argmax(-1) == group.y_test).double().mean(dim=1)
+        for k in range(K):
+            p = softmax[k].double().cpu().numpy()
+            for q in (0.97, None):
+                records.append({"N": noise_rate, "epoch": epoch, "run": k,
+                                "α": "0.97" if q else "1.0 (arg-max)",
+                                "error": estimation.estimation_error(estimation.estimate_transition(p, q), T),
+                                "clean test accuracy (%)": accuracy[k].item()})
+
     started = time.perf_counter()
     outcomes = training.train_group(
         new_stack(), "cross_entropy", group, y_train, y_val, None, schedule,
         order_seeds=[training.order_seed(k) for k in range(K)], want_probs=True, progress=progress,
-        desc=f"stage 1, N = {noise_rate}")
-    return T, outcomes, time.perf_counter() - started
+        desc=f"stage 1, N = {noise_rate}", on_epoch=checkpoint)
+    return T, outcomes, time.perf_counter() - started, pd.DataFrame(records)
 
 
-T, outcomes, seconds = stage_one(rate)
+T, outcomes, seconds, by_epoch = stage_one(rate)
 probs = [o.probs for o in outcomes]  # K arrays (|X'|, c): softmax of each selected stage-1 model
 T_hats = [estimation.estimate_transition(p, quantile=0.97) for p in probs]
 stage1 = pd.DataFrame({"run": range(K), "clean test accuracy (%)": [o.test_accuracy for o in outcomes],
@@ -211,8 +236,9 @@ display(Markdown(
 QUANTILES = [0.9, 0.95, 0.97, 0.99, None]
 sweeps = {rate: (T, probs)}
 if contrast_rate is not None:
-    T_low, outcomes_low, _ = stage_one(contrast_rate)
+    T_low, outcomes_low, _, by_epoch_low = stage_one(contrast_rate)
     sweeps[contrast_rate] = (T_low, [o.probs for o in outcomes_low])
+    by_epoch = pd.concat([by_epoch, by_epoch_low])
 rows = []
 for noise_rate, (T_n, probs_n) in sweeps.items():
     for q in QUANTILES:
@@ -236,47 +262,14 @@ display(table.style.format(precision=3, na_rep="–").format_index(SHORT, axis=1
 # ## Length of stage 1
 #
 # How long must stage 1 train before its softmax is good enough for the
-# estimator? We follow each run's training trajectory (same initialisation,
-# data order and optimiser as above) and estimate $T$ from the network as it
-# is at the end of a given number of epochs (`train_group`'s `on_epoch`
-# callback sees it before model selection). At the last
+# estimator? The stage-1 trainings above also followed each run's
+# trajectory: `train_group`'s `on_epoch` callback sees the networks at the
+# end of every epoch, before model selection, and at a few epochs we
+# estimated $T$ from them and measured their clean test accuracy. At the last
 # checkpoint this is the network of the final epoch, which model selection
-# above may or may not have kept.
+# may or may not have kept.
 
 # %%
-CHECKPOINTS = sorted({e for e in (1, 2, 5, 10, 20, 40) if e <= schedule.epochs} | {schedule.epochs})
-
-
-def trajectory(noise_rate: float) -> pd.DataFrame:
-    T_n, y_train, y_val = noisy(noise_rate)
-    x_prime = torch.cat([group.x_train, group.x_val])
-    records = []
-
-    def checkpoint(epoch: int, stack) -> None:
-        if epoch not in CHECKPOINTS:
-            return
-        with torch.no_grad():
-            softmax = stack.forward(group.prepare(x_prime, False), train=False, shared=True).softmax(-1)
-            test_logits = stack.forward(group.prepare(group.x_test, False), train=False, shared=True)
-            accuracy = 100.0 * (test_logits.argmax(-1) == group.y_test).double().mean(dim=1)
-        for k in range(K):
-            p = softmax[k].double().cpu().numpy()
-            for q in (0.97, None):
-                records.append({"N": noise_rate, "epoch": epoch, "run": k,
-                                "α": "0.97" if q else "1.0 (arg-max)",
-                                "error": estimation.estimation_error(estimation.estimate_transition(p, q), T_n),
-                                "clean test accuracy (%)": accuracy[k].item()})
-
-    training.train_group(new_stack(), "cross_entropy", group, y_train, y_val, None,
-                         replace(schedule, epochs=CHECKPOINTS[-1]),
-                         order_seeds=[training.order_seed(k) for k in range(K)], progress=progress,
-                         desc=f"trajectory, N = {noise_rate}", on_epoch=checkpoint)
-    return pd.DataFrame(records)
-
-
-started = time.perf_counter()
-by_epoch = pd.concat([trajectory(r) for r in sweeps])
-seconds = time.perf_counter() - started
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
 sns.lineplot(by_epoch, x="epoch", y="error", hue="N", style="α", markers=True, palette="deep",
              errorbar="sd" if K > 1 else None, ax=axes[0])
@@ -294,7 +287,7 @@ for ax in axes:
 fig.suptitle(f"Stage-1 training length ({dataset}, asymmetric noise, {K} run(s), {profile} profile)")
 fig.tight_layout()
 plt.show()
-display(Markdown(f"Mean estimation error per checkpoint ({seconds:.0f} s of training):"))
+display(Markdown("Mean estimation error per checkpoint:"))
 display(by_epoch.pivot_table(index="epoch", columns=["N", "α"], values="error", aggfunc="mean")
         .style.format(precision=3).format_index(SHORT, axis=1))
 

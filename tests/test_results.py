@@ -275,3 +275,11 @@ def test_transition_heatmaps_stay_readable_with_many_classes(classes):
             assert positions[0].x1 < positions[1].x0
     finally:
         plt.close(fig)
+
+
+def test_provenance_counts_runs_devices_and_training_time():
+    frame = pd.DataFrame({"device": ["cpu: x86_64", "cuda: H200", "cuda: H200"],
+                          "wall_seconds": [60.0, 30.0, 30.0]})
+    assert report.provenance(frame) == "3 runs on cpu: x86_64, cuda: H200; 2.0 min of training in all."
+    assert report.provenance(frame.iloc[:1]) == "1 run on cpu: x86_64; 1.0 min of training in all."
+    assert report.provenance(frame.iloc[:0]) == ""

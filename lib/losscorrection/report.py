@@ -45,7 +45,8 @@ def provenance(frame: pd.DataFrame) -> str:
         return ""
     devices = ", ".join(sorted(set(frame["device"].astype(str))))
     wall = frame["wall_seconds"].sum()
-    return f"{len(frame)} runs on {devices}; {wall / 60:.1f} min of training in all."
+    runs = f"{len(frame)} run{'s' if len(frame) != 1 else ''}"
+    return f"{runs} on {devices}; {wall / 60:.1f} min of training in all."
 
 
 def variants_table(results_dir, experiment: str, method: str = "cross_entropy", noise: str = "none",
