@@ -646,8 +646,8 @@ def test_cost_estimates_come_from_stored_runs_else_from_reference_throughput():
     schedule = training.profile_settings(experiment, "paper").schedule
     reference = budget.estimate_seconds(experiment, 2, schedule, 22_500, "cpu")
     assert reference == pytest.approx(2 * 50 * 22.5 * budget.REFERENCE_SECONDS["cpu"]["imdb_lstm"])
-    stored = pd.DataFrame({"device": ["cpu: x86_64", "cpu: x86_64", "cuda: H100"], "wall_seconds": [10.0, 30.0, 1.0],
-                           "epochs": [2, 2, 2], "train_size": [1000, 1000, 1000]})
+    stored = pd.DataFrame({"model": "imdb_lstm", "device": ["cpu: x86_64", "cpu: x86_64", "cuda: H100"],
+                           "wall_seconds": [10.0, 30.0, 1.0], "epochs": [2, 2, 2], "train_size": [1000, 1000, 1000]})
     # median over the CPU rows of the same training size: 10 s per epoch per 1,000 examples
     assert budget.estimate_seconds(experiment, 3, schedule, 1000, "cpu", stored) == pytest.approx(3 * 50 * 10.0)
     # rows of another training size say nothing: the reference throughput instead
@@ -665,6 +665,34 @@ def test_cost_estimates_come_from_stored_runs_else_from_reference_throughput():
     stored = stored.assign(precision=["bf16", "fp32", "bf16"])
     assert budget.estimate_seconds(experiment, 3, schedule, 1000, "cpu", stored, bf16=False) == pytest.approx(3 * 50 * 15.0)
     assert budget.estimate_seconds(experiment, 3, schedule, 1000, "cpu", stored, bf16=True) == pytest.approx(3 * 50 * 5.0)
+
+
+def test_a_stored_run_of_a_sibling_network_calibrates_the_reference():
+    """Without rows of its own network, a ResNet-32 estimate comes from stored
+    runs of other networks of the same training size on the same kind of
+    device, scaled by the ratio of the networks' references."""
+    resnet32 = training.get_experiment("cifar10n_resnet32")
+    schedule = training.profile_settings(resnet32, "paper").schedule
+    cpu, cuda = budget.REFERENCE_SECONDS["cpu"], budget.REFERENCE_SECONDS["cuda"]
+    stored = pd.DataFrame({"model": ["resnet14", "resnet14", "resnet14", "mlp"],
+                           "device": ["cpu: x86_64, 1 thread", "cuda: H200", "cpu: x86_64", "cpu: x86_64"],
+                           "precision": ["fp32", "bf16", "fp32", "fp32"],
+                           "wall_seconds": [22_500.0, 60.0, 900.0, 1.0], "epochs": [120, 120, 120, 120],
+                           "train_size": [45_000, 45_000, 1_000, 54_000]})
+    # the CPU estimate: the first row only (the third and fourth have other training sizes)
+    assert budget.estimate_seconds(resnet32, 2, schedule, 45_000, "cpu", stored, bf16=False) == pytest.approx(
+        2 * 22_500.0 * cpu["resnet32"] / cpu["resnet14"])
+    # the GPU estimate: the H200 row; bf16 rows do not count for an fp32 run
+    assert budget.estimate_seconds(resnet32, 1, schedule, 45_000, "cuda", stored, bf16=True) == pytest.approx(
+        60.0 * cuda["resnet32"] / cuda["resnet14"])
+    assert budget.estimate_seconds(resnet32, 1, schedule, 45_000, "cuda", stored, bf16=False) == pytest.approx(
+        120 * 45 * cuda["resnet32"])
+    # a stored run of the network itself comes first
+    own = pd.concat([stored, stored.iloc[:1].assign(model="resnet32", wall_seconds=50_000.0)])
+    assert budget.estimate_seconds(resnet32, 1, schedule, 45_000, "cpu", own, bf16=False) == pytest.approx(50_000.0)
+
+
+def test_describe_duration():
     assert [budget.describe_duration(s) for s in (30, 600, 72_000, float("inf"))] == [
         "about 30 s", "about 10 min", "about 20 h", "an unknown time"]
 

@@ -78,6 +78,11 @@ class ResultStore:
             raise ValueError(f"{path} does not have the expected columns {', '.join(COLUMNS)}")
         return frame
 
+    def load_all(self) -> pd.DataFrame:
+        """Every stored run of every experiment in the store, one frame with :data:`COLUMNS`."""
+        frames = [self.load(path.stem) for path in sorted(self.root.glob("*.csv"))]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+
     def has(self, experiment: str, method: str, noise: str, rate: float, run: int, profile: str) -> bool:
         """Whether the run (method, noise, rate, run, profile) is stored."""
         return cell_key(method, noise, rate, run, profile) in self.done_cells(experiment)

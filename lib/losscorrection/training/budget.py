@@ -1,7 +1,7 @@
 """What a training would cost before it starts: an estimate of the wall time of
-a set of runs from measured throughput (the runs already stored for the
-experiment on the same kind of device, else reference measurements of each
-network), so that the book never starts a training it cannot finish in its
+a set of runs from measured throughput (runs already stored on the same kind
+of device: of the same network, else of a sibling network scaled by the ratio
+of the two networks' reference measurements, else those references), so that the book never starts a training it cannot finish in its
 budget and says instead how long the missing cells would take, and how to run
 them (the experiments of the paper's Section 5).
 """
@@ -43,24 +43,39 @@ def estimate_seconds(
     """Estimated wall time of ``runs`` runs of ``experiment`` for ``schedule.epochs``
     epochs on ``train_size`` examples on a ``device_type`` (``cpu`` or ``cuda``).
 
-    From ``stored`` rows of the experiment (the results store's columns) that
-    ran on the same kind of device with the same training size, when there are
-    any: their median training time per epoch and example (a run on a few
-    examples is mostly overhead, so it says nothing of a full one). Otherwise
-    from :data:`REFERENCE_SECONDS` (``inf`` for a network without a reference).
+    ``stored`` holds rows of the results store (any experiments; the columns
+    ``model``, ``device``, ``precision``, ``epochs``, ``train_size`` and
+    ``wall_seconds`` are read). Only rows that ran on the same kind of device,
+    with the same training size (a run on a few examples is mostly overhead,
+    so it says nothing of a full one) and, when ``bf16`` is given, the same
+    precision count. In this order:
 
-    ``bf16`` is whether the runs would train under bf16 autocast: when given,
-    only stored rows of that precision count, and a CPU reference measured
-    with bf16 is scaled by :data:`CPU_FP32_SLOWDOWN` for an fp32 run."""
+    1. rows of the same network: their median training time per epoch and example;
+    2. rows of other networks with a reference on this device: their median
+       time per epoch and example, each scaled by the ratio of the two
+       networks' :data:`REFERENCE_SECONDS`, so that a run measured on this
+       machine calibrates the references of its siblings (ResNet-32 from a
+       stored ResNet-14 run);
+    3. :data:`REFERENCE_SECONDS` (``inf`` for a network without a reference).
+
+    A CPU reference measured with bf16 is scaled by :data:`CPU_FP32_SLOWDOWN`
+    for an fp32 run (``bf16=False``)."""
+    references = REFERENCE_SECONDS.get(device_type, {})
     if stored is not None and not stored.empty:
         same = stored["device"].astype(str).str.startswith(device_type) & (stored["train_size"] == train_size)
-        if bf16 is not None and "precision" in stored:
+        if bf16 is not None:
             same &= stored["precision"] == ("bf16" if bf16 else "fp32")
-        same = stored[same]
-        if not same.empty:
-            per_epoch_example = (same["wall_seconds"] / (same["epochs"] * same["train_size"])).median()
-            return float(runs * schedule.epochs * train_size * per_epoch_example)
-    per_thousand = REFERENCE_SECONDS.get(device_type, {}).get(experiment.model, math.inf)
+        rows = stored[same]
+        per_epoch_example = rows["wall_seconds"] / (rows["epochs"] * rows["train_size"])
+        own = rows["model"] == experiment.model
+        if own.any():
+            return float(runs * schedule.epochs * train_size * per_epoch_example[own].median())
+        if experiment.model in references:
+            sibling = rows["model"].isin(list(references))
+            if sibling.any():
+                scale = references[experiment.model] / rows.loc[sibling, "model"].map(references)
+                return float(runs * schedule.epochs * train_size * (per_epoch_example[sibling] * scale).median())
+    per_thousand = references.get(experiment.model, math.inf)
     if device_type == "cpu" and bf16 is False and experiment.model in CPU_BF16_REFERENCES:
         per_thousand *= CPU_FP32_SLOWDOWN
     return runs * schedule.epochs * train_size / 1000 * per_thousand

@@ -390,7 +390,7 @@ def _over_budget_note(experiment: Experiment, cells: list[Cell], profile: str, e
         return None
     size = min(data_module.nominal_train_size(experiment.dataset), limit or math.inf)
     here = resolve_device(device)
-    stored = store.load(experiment.key)
+    stored = store.load_all()  # other experiments' runs calibrate the estimate too
     cost = estimate_seconds(experiment, runs, schedule, size, here.type, stored,
                             bf16=auto_bf16(experiment.model, here))
     if cost <= budget_seconds:
@@ -398,7 +398,7 @@ def _over_budget_note(experiment: Experiment, cells: list[Cell], profile: str, e
     where = "on this CPU" if here.type == "cpu" else "on this GPU"
     gpu = estimate_seconds(experiment, runs, schedule, size, "cuda", stored,
                            bf16=auto_bf16(experiment.model, torch.device("cuda")))
-    on_gpu = f", {describe_duration(gpu)} on one H100" if here.type == "cpu" and math.isfinite(gpu) else ""
+    on_gpu = f", {describe_duration(gpu)} on one H100-class GPU" if here.type == "cpu" and math.isfinite(gpu) else ""
     figure = " --with-figure" if experiment.figure else ""
     return (f"not run here: {runs} runs, {describe_duration(cost)} {where}{on_gpu}: "
             f"`losscorrection sweep {experiment.key}{figure} --profile {profile}`")
