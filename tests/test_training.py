@@ -722,14 +722,32 @@ def test_auto_precision_uses_bf16_where_it_pays():
     assert not training.auto_bf16("imdb_embedding", cpu, cpu_bf16=True)
 
 
-def test_a_learning_rate_override_is_stored_under_its_own_profile_label(tmp_path):
+@pytest.mark.parametrize("override, label", [
+    ({"lr": 0.1}, "smoke:lr=0.1"),
+    ({"weight_decay_scope": "all"}, "smoke:weight_decay_scope=all"),
+    ({"weight_decay_scope": "kernels"}, "smoke"),  # the profile's own scope: no override
+])
+def test_a_schedule_override_trains_with_it_and_is_stored_under_its_own_profile_label(tmp_path, monkeypatch,
+                                                                                       override, label):
+    schedules = []
+
+    def recording_train_group(*args, **kwargs):
+        schedules.append(args[6])  # train_group(stack, method, group_data, y_train, y_val, matrices, schedule, ...)
+        return loop.train_group(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_group", recording_train_group)
     cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
     rows = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
-                              lr=0.1, progress=False)
-    assert list(rows["profile"]) == ["smoke:lr=0.1"]
+                              progress=False, **override)
+    assert list(rows["profile"]) == [label]
+    (name, value), = override.items()
+    assert [getattr(s, name) for s in schedules] == [value]
     again = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
                                progress=False)
-    assert list(again["profile"]) == ["smoke"]  # the override is not a run of the profile
+    if label == "smoke":
+        assert again.empty and len(schedules) == 1  # the same cell: already stored
+    else:
+        assert list(again["profile"]) == ["smoke"]  # an override is not a run of the profile
 
 
 def test_module_runs_feed_convolutional_models_channels_last():

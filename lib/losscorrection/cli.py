@@ -66,6 +66,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     parser.add_argument("--lr", type=float, default=None,
                         help="override the learning rate (stored under the profile label <profile>:lr=<lr>)")
+    parser.add_argument("--weight-decay-scope", choices=("kernels", "all"), default=None,
+                        help="decay the kernels only (the released code, the default) or every parameter "
+                             "(stored under <profile>:weight_decay_scope=all)")
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a network argument that differs from the experiment's, e.g. output_init=uniform "
                              "(repeatable; stored under the profile label <profile>:KEY=VALUE)")
@@ -187,7 +190,8 @@ def _train(args) -> None:
     experiment = training.get_experiment(args.experiment)
     cells = _cells(args, experiment)
     options = dict(profile=args.profile, data_root=args.data_root, device=args.device,
-                   results_dir=args.results_dir, epochs=args.epochs, lr=args.lr, precision=args.precision,
+                   results_dir=args.results_dir, epochs=args.epochs, lr=args.lr,
+                   weight_decay_scope=args.weight_decay_scope, precision=args.precision,
                    model_options=_model_options(args.model_option),
                    max_runs_per_group=args.max_group, progress=not args.quiet,
                    time_limit=None if args.time_limit is None else 60 * args.time_limit)

@@ -92,6 +92,7 @@ def run_cells(
     epochs: int | None = None,
     limit: int | None = None,
     lr: float | None = None,
+    weight_decay_scope: str | None = None,
     model_options: dict | None = None,
     max_runs_per_group: int = 32,
     precision: str = "auto",
@@ -116,10 +117,11 @@ def run_cells(
         ``auto``, ``cpu`` or ``cuda``.
     results_dir
         The results store's folder.
-    epochs, limit, lr
-        Override the profile's epochs, examples kept per split and learning
-        rate; the rows are then stored under a profile label that says so
-        (e.g. ``paper:lr=0.01``).
+    epochs, limit, lr, weight_decay_scope
+        Override the profile's epochs, examples kept per split, learning
+        rate and weight-decay scope (``kernels`` or ``all``, see
+        :class:`~losscorrection.training.Schedule`); the rows are then stored
+        under a profile label that says so (e.g. ``paper:lr=0.01``).
     model_options
         Keyword arguments for the network that override the experiment's
         (e.g. ``{"output_init": "uniform"}``); stored under a profile label
@@ -157,7 +159,8 @@ def run_cells(
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
-    schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None, lr=lr)
+    schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None, lr=lr,
+                                              weight_decay_scope=weight_decay_scope)
     changed = {k: v for k, v in (model_options or {}).items() if experiment.model_kwargs.get(k, object()) != v}
     if changed:
         experiment = replace(experiment, model_kwargs={**experiment.model_kwargs, **changed})
@@ -245,14 +248,17 @@ def auto_bf16(model: str, device: torch.device, cpu_bf16: bool | None = None) ->
 
 
 def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, limit: int | None,
-                     own_data: bool, lr: float | None = None) -> tuple[Schedule, int | None, str]:
+                     own_data: bool, lr: float | None = None,
+                     weight_decay_scope: str | None = None) -> tuple[Schedule, int | None, str]:
     """The schedule and data limit a run uses (the profile's, with ``epochs``,
-    ``limit`` and ``lr`` overriding them), and the profile label its rows are
+    ``limit``, ``lr`` and ``weight_decay_scope`` overriding them), and the profile label its rows are
     stored under (:func:`~losscorrection.training.experiments.profile_label`).
     A given split (``own_data``) is used whole."""
     settings = profile_settings(experiment, profile)
     schedule = replace(settings.schedule, epochs=epochs) if epochs else settings.schedule
     schedule = replace(schedule, lr=lr) if lr is not None else schedule
+    if weight_decay_scope is not None:
+        schedule = replace(schedule, weight_decay_scope=weight_decay_scope)
     limit = settings.limit if own_data else limit or settings.limit
     return schedule, None if own_data else limit, profile_label(profile, settings, schedule, limit)
 
