@@ -1,9 +1,10 @@
 """What a training would cost before it starts: an estimate of the wall time of
 a set of runs from measured throughput (runs already stored on the same kind
 of device: of the same network, else of a sibling network scaled by the ratio
-of the two networks' reference measurements, else those references), so that the book never starts a training it cannot finish in its
-budget and says instead how long the missing cells would take, and how to run
-them (the experiments of the paper's Section 5).
+of the two networks' reference measurements, else those references), so that
+the book never starts a training it cannot finish in its budget and says
+instead how long the missing cells would take, and how to run them (the
+experiments of the paper's Section 5).
 """
 
 from __future__ import annotations
