@@ -66,12 +66,6 @@ display(Markdown(f"Profile `{profile}`: {DRAWS} random draws per check ({HESSIAN
                  "float64 on the CPU."))
 
 
-def random_transition(c: int, diagonal: float) -> np.ndarray:
-    """A random row-stochastic T: Dirichlet rows plus `diagonal` on the diagonal, renormalised."""
-    T = rng.dirichlet(np.ones(c), size=c) + diagonal * np.eye(c)
-    return T / T.sum(axis=1, keepdims=True)
-
-
 def per_label(loss, logits: torch.Tensor, c: int, **kwargs) -> np.ndarray:
     """(n, c) matrix: the loss of every example for every possible label."""
     n = logits.shape[0]
@@ -98,7 +92,7 @@ def unbiasedness_rows():
              ("asymmetric MNIST, N=0.4", noise.asymmetric("mnist", 0.4)),
              ("asymmetric CIFAR-10, N=0.45", noise.asymmetric("cifar10", 0.45)),
              ("IMDB, N=0.3", noise.asymmetric("imdb", 0.3))]
-    cases += [(f"random, c=5, draw {k}", random_transition(5, rng.uniform(0.3, 3.0))) for k in range(DRAWS)]
+    cases += [(f"random, c=5, draw {k}", noise.random_transition(5, rng, rng.uniform(0.3, 3.0))) for k in range(DRAWS)]
     rows = []
     for name, T in cases:
         c = T.shape[0]
@@ -170,7 +164,7 @@ def minimiser(loss, noisy_p, start, **kwargs) -> np.ndarray:
 def minimiser_rows(c: int = 4, starts: int = 5):
     rows = []
     for draw in range(DRAWS):
-        T = random_transition(c, rng.uniform(0.5, 2.0))
+        T = noise.random_transition(c, rng, rng.uniform(0.5, 2.0))
         p = rng.dirichlet(np.ones(c))
         noisy_p = T.T @ p
         dist = {"forward": [], "backward": [], "cross-entropy": []}  # distances to p, p, Tᵀp

@@ -491,3 +491,23 @@ def test_image_dependence_detects_input_dependent_noise_and_not_class_conditiona
         noise.image_dependence(probs[:-1], clean, human)
     nothing = noise.image_dependence(probs, clean, clean)
     assert nothing.mislabelled == 0 and np.isnan(nothing.p_value)
+
+
+@pytest.mark.parametrize("diagonal", [0.0, 1.0, 3.0])
+def test_random_transition_is_dirichlet_rows_plus_a_weighted_diagonal(diagonal):
+    c = 6
+    T = noise.random_transition(c, np.random.default_rng(7), diagonal=diagonal)
+    rows = np.random.default_rng(7).dirichlet(np.ones(c), size=c)  # the same draws, independently
+    np.testing.assert_allclose(T * (1 + diagonal), rows + diagonal * np.eye(c), rtol=1e-12)
+    noise.validate_transition(T)  # row-stochastic
+    assert (T > 0).all()
+    if diagonal >= 1:
+        assert (T.argmax(axis=1) == np.arange(c)).all()
+
+
+def test_random_transition_refuses_too_few_classes_or_a_negative_diagonal():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        noise.random_transition(1, rng)
+    with pytest.raises(ValueError, match="non-negative"):
+        noise.random_transition(3, rng, diagonal=-0.5)

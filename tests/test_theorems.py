@@ -7,13 +7,7 @@ from scipy.optimize import minimize
 from torch import nn
 from torch.func import functional_call, hessian
 
-from losscorrection import losses
-
-
-def random_transition(rng: np.random.Generator, c: int, diagonal: float = 3.0) -> np.ndarray:
-    """A random row-stochastic, well-conditioned (diagonally heavy) T."""
-    T = rng.dirichlet(np.ones(c), size=c) + diagonal * np.eye(c)
-    return T / T.sum(axis=1, keepdims=True)
+from losscorrection import losses, noise
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -21,7 +15,7 @@ def test_theorem1_backward_correction_is_unbiased(seed):
     """Σ_ỹ T[y, ỹ] ℓ←(ỹ) = ℓ(y) for every clean label y (exact expectation)."""
     rng = np.random.default_rng(seed)
     c, n = 6, 7
-    T = random_transition(rng, c, diagonal=rng.uniform(0.5, 3.0))
+    T = noise.random_transition(c, rng, diagonal=rng.uniform(0.5, 3.0))
     logits = torch.tensor(rng.normal(scale=3.0, size=(n, c)))
     # ℓ←(ỹ) for every example and every possible noisy label: (n, c)
     corrected = torch.stack(
@@ -41,7 +35,7 @@ def test_theorem1_fails_for_the_wrong_matrix():
     """The same identity with T⁻¹ replaced by T⁻ᵀ does not hold: the test above is sharp."""
     rng = np.random.default_rng(0)
     c = 4
-    T = random_transition(rng, c, diagonal=1.0)
+    T = noise.random_transition(c, rng, diagonal=1.0)
     logits = torch.tensor(rng.normal(size=(3, c)))
     wrong = torch.stack(
         [losses.backward_corrected(logits, torch.full((3,), k), T.T / T.T.sum(1, keepdims=True),
@@ -56,7 +50,7 @@ def test_theorem2_forward_correction_minimiser_is_clean_posterior(seed):
     """argmin over the simplex of E_{ỹ ~ T^T p} ℓ→(ỹ, p̂) is p̂ = p."""
     rng = np.random.default_rng(seed)
     c = 4
-    T = random_transition(rng, c, diagonal=2.0)
+    T = noise.random_transition(c, rng, diagonal=2.0)
     p = rng.dirichlet(np.ones(c))
     noisy = T.T @ p  # p(ỹ | x) = T^T p(y | x)
     labels = torch.arange(c)

@@ -26,6 +26,7 @@ __all__ = [
     "corrupt",
     "image_dependence",
     "measured_transition",
+    "random_transition",
     "symmetric",
     "validate_transition",
 ]
@@ -133,6 +134,21 @@ def asymmetric(dataset: str, rate: float, *, blocks: str = "superclass") -> np.n
     raise ValueError(
         f"unknown dataset {dataset!r} for asymmetric noise; known: {', '.join(ASYMMETRIC_DATASETS)}"
     )
+
+
+def random_transition(num_classes: int, rng: np.random.Generator, diagonal: float = 3.0) -> np.ndarray:
+    """A random noise matrix for simulations and checks: each row a draw from the
+    flat Dirichlet distribution plus ``diagonal`` on its diagonal entry, divided
+    by ``1 + diagonal`` so that it sums to one (float64 ``(c, c)``). Every entry
+    is positive; a larger ``diagonal`` gives less noise and a better
+    conditioned T (for ``diagonal >= 1`` each row's largest entry is its
+    diagonal one)."""
+    if num_classes < 2:
+        raise ValueError(f"a noise matrix needs at least 2 classes, got {num_classes}")
+    if not diagonal >= 0:
+        raise ValueError(f"diagonal must be non-negative, got {diagonal}")
+    T = rng.dirichlet(np.ones(num_classes), size=num_classes) + diagonal * np.eye(num_classes)
+    return T / T.sum(axis=1, keepdims=True)
 
 
 def validate_transition(T: ArrayLike) -> np.ndarray:
