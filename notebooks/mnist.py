@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from losscorrection import report
+from losscorrection import methods, report
 
 common = dict(profile=profile, runs=runs, reuse_results=reuse_results, data_root=data_root, device=device,
               results_dir=results_dir, epochs=epochs, progress=progress, budget_seconds=60 * budget_minutes)
@@ -96,7 +96,8 @@ for name in datasets:
 errors = []
 for name in datasets:
     frame = pd.concat([tables[name], figures[name]])
-    part = frame[frame["method"].str.endswith("That")].drop_duplicates(["noise", "rate", "run"])
+    uses_estimate = frame["method"].map(lambda m: methods.method_spec(m).estimated_T).astype(bool)
+    part = frame[uses_estimate].drop_duplicates(["noise", "rate", "run"])
     if not part.empty:
         summary = part.groupby(["noise", "rate"])["T_error"].agg(["mean", "std", "count"])
         errors.append(summary.reset_index().rename(columns={"count": "runs"}).assign(experiment=name))
