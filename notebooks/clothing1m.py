@@ -265,27 +265,17 @@ def loader(part: data.ImageList, *, size: int, augment: bool, shuffle: bool, bat
 
 def train_row(model, part, loss_fn, *, weight_decay, augment, size, schedule=((1e-3, 5), (1e-4, 5)),
               max_steps=None):
-    """SGD (momentum 0.9) with the paper's piecewise-constant learning rate; returns the model."""
-    model, loss_fn = model.to(dev), loss_fn.to(dev)
-    batches = loader(part, size=size, augment=augment, shuffle=True)
+    """SGD (momentum 0.9) with the paper's piecewise-constant learning rate
+    (``schedule``: (rate, epochs) pairs), through `training.fit`; returns the model
+    after the last epoch."""
+    model = model.to(dev)
     # an L2 penalty on the convolution and dense kernels only, as in the authors' code
     groups = training.weight_decay_groups(list(model.parameters()), models.kernels(model), weight_decay)
     optimizer = torch.optim.SGD(groups, lr=schedule[0][0], momentum=0.9)
-    steps = 0
-    for lr, n_epochs in schedule:
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for _ in range(n_epochs):
-            model.train()
-            for x, y in batches:
-                loss = loss_fn(model(x.to(dev, non_blocking=True)), y.to(dev, non_blocking=True))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                steps += 1
-                if max_steps is not None and steps >= max_steps:
-                    return model
-    return model
+    rates = [lr for lr, n_epochs in schedule for _ in range(n_epochs)]  # the rate of every epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: rates[min(epoch, len(rates) - 1)] / rates[0])
+    return training.fit(model, loss_fn, loader(part, size=size, augment=augment, shuffle=True), optimizer,
+                        epochs=len(rates), lr_scheduler=scheduler, max_steps=max_steps, device=dev)
 
 
 @torch.no_grad()

@@ -156,3 +156,17 @@ def test_no_lock_temporary_or_checkpoint_file_is_tracked():
         if path.endswith((".lock", ".tmp")) or "/.partial/" in f"/{path}"
     ]
     assert not working_files, f"tracked working files: {working_files}"
+
+
+def test_submodules_load_on_first_use():
+    """``import losscorrection as lc`` imports the mathematics only; ``lc.training``
+    and the other submodules import on first use; an unknown name is an AttributeError."""
+    code = (
+        "import sys, losscorrection as lc\n"
+        "assert 'losscorrection.training' not in sys.modules and 'pandas' not in sys.modules\n"
+        "assert callable(lc.training.run_cells) and callable(lc.data.load_dataset)\n"
+        "assert 'losscorrection.training' in sys.modules\n"
+        "try:\n    lc.no_such_module\nexcept AttributeError as err:\n    print(err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "has no attribute 'no_such_module'" in out

@@ -21,7 +21,9 @@ Modules, from the bottom up:
   :func:`ensure_results`, Algorithm 1 over the cells with the results store;
 - :mod:`~losscorrection.training.studies`: beyond the paper, the JPEG penalty
   on 4,000 lossless CIFAR-10 images and the image dependence of CIFAR-10N's
-  human labels.
+  human labels;
+- :mod:`~losscorrection.training.fit`: :func:`fit`, the plain loop for one
+  network of your own (and Clothing1M's ResNet-50).
 """
 
 from ..methods import BN_HEAD_METHODS, STAGE_ONE
@@ -33,6 +35,7 @@ from .experiments import (
     dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
     table_cells, transition_for,
 )
+from .fit import fit
 from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_group, weight_decay_groups
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
@@ -82,6 +85,7 @@ __all__ = [
     "dropout_seed",
     "ensure_results",
     "figure_cells",
+    "fit",
     "get_experiment",
     "jpeg_penalty",
     "jpeg_penalty_rows",
