@@ -60,7 +60,7 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from losscorrection import data, estimation, models, report, training
+from losscorrection import data, estimation, report, training
 
 sns.set_theme(style="whitegrid")
 SHORT = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731  (table headers)
@@ -84,8 +84,7 @@ except data.MissingDataError as err:
 schedule = replace(settings.schedule, epochs=epochs) if epochs else settings.schedule
 K = runs or settings.runs
 dev = training.resolve_device(device)
-group = training.GroupData(split.x_train.to(dev), split.x_val.to(dev), split.x_test.to(dev),
-                           split.y_test.to(dev), split.num_classes)
+group = training.make_group_data(experiment, split, dev)
 y_prime = torch.cat([split.y_train, split.y_val]).numpy()  # clean labels of X' (for diagnosis only)
 if fallback:
     display(Markdown(f"**Note:** {fallback}"))
@@ -98,24 +97,20 @@ display(Markdown(
 # %% [markdown]
 # ## Stage 1
 #
-# The runs use the library's batch trainer (`training.train_group`), so each
-# is exactly a cross-entropy run of the experiment chapters: the paper's MLP
+# The runs use the library's batch trainer (`training.build_runs` for the
+# networks, `training.train_group` for the loop), so each is exactly a
+# cross-entropy run of the experiment chapters: the paper's MLP
 # (two hidden ReLU layers of 128 units, dropout), AdaGrad, and the epoch with
 # the lowest cross-entropy on the *noisy* validation split is kept. Run $k$
 # uses seed $k$ for its initialisation, data order and noisy labels.
 
 # %%
-def new_stack():
-    modules = []
-    for k in range(K):
-        torch.manual_seed(k)
-        modules.append(models.build_model(experiment.model, split.num_classes,
-                                          input_dim=split.x_train[0].numel(), **experiment.model_kwargs))
-    return training.StackedMLP(modules, [training.dropout_seed(k) for k in range(K)], dev)
+def stage_one_cells(noise_rate: float) -> list:
+    return [training.Cell("cross_entropy", "asymmetric", noise_rate, k) for k in range(K)]
 
 
 def noisy(noise_rate: float):
-    labels = [training.noisy_labels(experiment, split, "asymmetric", noise_rate, k) for k in range(K)]
+    labels = [training.noisy_labels(experiment, split, c.noise, c.rate, c.run) for c in stage_one_cells(noise_rate)]
     y_train = torch.tensor(np.stack([lab.y_train for lab in labels]), device=dev)
     y_val = torch.tensor(np.stack([lab.y_val for lab in labels]), device=dev)
     return labels[0].T, y_train, y_val
@@ -149,8 +144,9 @@ def stage_one(noise_rate: float):
                                 "clean test accuracy (%)": accuracy[k].item()})
 
     started = time.perf_counter()
+    stack = training.build_runs(experiment, "cross_entropy", stage_one_cells(noise_rate), split, dev)
     outcomes = training.train_group(
-        new_stack(), "cross_entropy", group, y_train, y_val, None, schedule,
+        stack, "cross_entropy", group, y_train, y_val, None, schedule,
         order_seeds=[training.order_seed(k) for k in range(K)], want_probs=True, progress=progress,
         desc=f"stage 1, N = {noise_rate}", on_epoch=checkpoint)
     return T, outcomes, time.perf_counter() - started, pd.DataFrame(records)

@@ -70,6 +70,25 @@ def test_batched_runs_equal_runs_trained_alone(digits, method):
             torch.testing.assert_close(a[0], b[k], rtol=1e-5, atol=1e-6)
 
 
+def test_build_runs_initialises_each_run_from_its_seed(digits):
+    """The runner's networks: run k starts from torch.manual_seed(k) and its own
+    dropout seed, the same networks as the ones built here by hand."""
+    experiment = training.get_experiment("digits_fc")
+    seeds = [3, 5]
+    cells = [training.Cell("forward_T", "asymmetric", 0.3, k) for k in seeds]
+    built = training.build_runs(experiment, "forward_T", cells, digits, CPU)
+    by_hand = training.StackedMLP(mlps(seeds, **experiment.model_kwargs), [training.dropout_seed(k) for k in seeds],
+                                  CPU)
+    T, y_tr, y_va = noisy(digits, seeds)
+    shared = training.make_group_data(experiment, digits, CPU)
+    assert shared.pixel_mean is None and not shared.augment  # flat inputs: nothing to normalise or augment
+    matrices = training.correction_matrices("forward_T", [T] * 2, CPU)
+    runs = [training.train_group(stack, "forward_T", data_, y_tr, y_va, matrices, SCHEDULE, seeds, progress=False)
+            for stack, data_ in ((built, shared), (by_hand, group_data(digits)))]
+    for ours, theirs in zip(*runs):
+        assert ours.test_accuracy == theirs.test_accuracy and ours.selected_epoch == theirs.selected_epoch
+
+
 def test_stacked_mlp_matches_plain_modules(digits):
     """The stacked implementation trains what the nn.Module MLP trains (dropout
     off, so both see the same randomness). One epoch: batched and plain matrix

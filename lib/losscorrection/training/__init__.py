@@ -40,7 +40,7 @@ from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_gro
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
-from .runner import auto_bf16, ensure_results, resolve_device, run_cells
+from .runner import auto_bf16, build_runs, ensure_results, make_group_data, resolve_device, run_cells
 from .studies import (
     IMAGE_DEPENDENCE_FILE, JPEG_PENALTY_KEYS, cifar10n_image_dependence, jpeg_penalty, jpeg_penalty_rows,
     jpeg_penalty_summary,
@@ -81,6 +81,7 @@ __all__ = [
     "augment_seed",
     "cifar10n_image_dependence",
     "auto_bf16",
+    "build_runs",
     "correction_matrices",
     "dropout_seed",
     "ensure_results",
@@ -90,6 +91,7 @@ __all__ = [
     "jpeg_penalty",
     "jpeg_penalty_rows",
     "jpeg_penalty_summary",
+    "make_group_data",
     "group_modules",
     "identity_mix_for",
     "invertible_backward_matrix",

@@ -49,10 +49,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
-def _build_stack(experiment: Experiment, method: str, cells: list[Cell], split: data_module.Split,
-                 device: torch.device, bf16: bool = False) -> RunStack:
-    """The networks of a group, each initialised from its run's seed, batched in the
-    fastest way the model allows (see :mod:`losscorrection.training.runs`)."""
+def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: data_module.Split,
+               device: torch.device, bf16: bool = False) -> RunStack:
+    """The networks of one group of runs, batched in the fastest way the model
+    allows (see :mod:`losscorrection.training.runs`), ready for :func:`train_group`.
+
+    Parameters
+    ----------
+    experiment
+        Names the network (``experiment.model`` and its ``model_kwargs``).
+    method
+        The method the runs train with: its batch-normalised output layer, if any.
+    cells
+        One per run: run ``k`` is initialised with ``torch.manual_seed(cell.seed)``
+        and draws its dropout masks from its own seed.
+    split
+        Gives the number of classes and the input size.
+    device, bf16
+        Where the runs train, and whether under bf16 autocast.
+    """
     modules = []
     for cell in cells:
         torch.manual_seed(cell.seed)
@@ -69,9 +84,10 @@ def _build_stack(experiment: Experiment, method: str, cells: list[Cell], split: 
     return ModuleRuns(modules, device, bf16=bf16, dropout_seeds=[dropout_seed(c.seed) for c in cells])
 
 
-def _group_data(experiment: Experiment, split: data_module.Split, device: torch.device) -> GroupData:
+def make_group_data(experiment: Experiment, split: data_module.Split, device: torch.device) -> GroupData:
     """The split's inputs and clean test labels on ``device``, with the training
-    images' pixel mean and the experiment's augmentation."""
+    images' pixel mean and the experiment's augmentation: what every group of
+    runs on ``split`` shares (:func:`train_group`'s ``group_data``)."""
     images = split.x_train.dtype == torch.uint8
     return GroupData(
         split.x_train.to(device), split.x_val.to(device), split.x_test.to(device),
@@ -176,7 +192,7 @@ def run_cells(
     bf16 = precision == "bf16" or (precision == "auto" and auto_bf16(experiment.model, device))
     if split is None:
         split = data_module.load_dataset(experiment.dataset, data_root, limit=limit, **experiment.dataset_kwargs)
-    group_data = _group_data(experiment, split, device)
+    group_data = make_group_data(experiment, split, device)
     labels = {key: noisy_labels(experiment, split, *key) for key in {c.noise_key for c in pending}}
     provenance = dict(
         experiment=experiment.key, model=experiment.model, profile=label, epochs=schedule.epochs,
@@ -285,7 +301,7 @@ def _train_cells(
     uses_estimate = method_spec(method).estimated_T
     transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
     matrices = correction_matrices(method, transitions, device)
-    stack = _build_stack(experiment, method, group, split, device, bf16)
+    stack = build_runs(experiment, method, group, split, device, bf16)
     y_train = torch.tensor(np.stack([labels[c.noise_key].y_train for c in group]), device=device)
     y_val = torch.tensor(np.stack([labels[c.noise_key].y_val for c in group]), device=device)
     outcomes = train_group(

@@ -32,7 +32,7 @@ from ..noise import image_dependence
 from ..store import ResultStore, device_description, git_commit, timestamp
 from .experiments import Cell, Experiment, Schedule, get_experiment, order_seed
 from .loop import GroupData, _evaluate, train_group
-from .runner import _build_stack, _resolve_profile, auto_bf16, resolve_device, run_cells
+from .runner import _resolve_profile, auto_bf16, build_runs, resolve_device, run_cells
 
 __all__ = ["IMAGE_DEPENDENCE_FILE", "JPEG_PENALTY_KEYS", "cifar10n_image_dependence", "jpeg_penalty",
            "jpeg_penalty_rows", "jpeg_penalty_summary"]
@@ -118,8 +118,8 @@ def _out_of_fold_probabilities(split: data_module.Split, folds: int, epochs: int
             pixel_mean=data_module.pixel_mean(x[train]).to(device), augment=True,
         )
         cell = Cell("cross_entropy", "none", 0.0, seed + fold)
-        stack = _build_stack(experiment, "cross_entropy", [cell], split, device,
-                             bf16=auto_bf16(experiment.model, device))
+        stack = build_runs(experiment, "cross_entropy", [cell], split, device,
+                           bf16=auto_bf16(experiment.model, device))
         outcome = train_group(stack, "cross_entropy", group_data, y[train][None].to(device), y[val][None].to(device),
                               None, _probe_schedule(epochs), [order_seed(cell.seed)], progress=progress,
                               desc=f"probe network, fold {fold + 1}/{folds}")[0]
