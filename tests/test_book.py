@@ -37,9 +37,10 @@ NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("*.py"))
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("book")
-    for name in ("book", "notebooks", "results"):
+    for name in ("book", "notebooks", "results", "lib"):  # lib: pages include library source
         if (REPO / name).exists():
-            shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("generated", "__pycache__"))
+            shutil.copytree(REPO / name, root / name,
+                            ignore=shutil.ignore_patterns("generated", "__pycache__", "*.egg-info"))
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     env = dict(os.environ)
     # absolute: the notebooks run from a temporary copy, where a relative root would not exist
@@ -238,3 +239,9 @@ def test_result_tables_fit_the_page_width(built_book, chromium):
                                       "comparison.html")
     assert tables >= len(training.EXPERIMENTS)
     assert overflow <= 1, f"the widest table is {overflow} px wider than the page's content"
+
+
+def test_the_your_data_chapter_shows_the_library_loop_in_full(built_book):
+    """The chapter includes training.fit's source from the library (literalinclude), not a copy."""
+    page = html(built_book, "book/generated/your_dataset")
+    assert "best_state" in page and "lr_scheduler" in page and "_mean_loss" in page
