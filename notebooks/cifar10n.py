@@ -189,7 +189,12 @@ else:
     errors = errors.groupby("noise")["T_error"].agg(["mean", "count"]).reindex(label_sets).dropna()
     errors = pd.DataFrame({"‖T̂ − T‖₁ / ‖T‖₁": [f"{m:.3f}" for m in errors["mean"]],
                            "runs": errors["count"].astype(int).tolist()}, index=errors.index)
-    display(Markdown(errors.to_markdown()))
+    stage_one = ResultStore(common["results_dir"]).load("cifar10n_resnet14")
+    stage_one = stage_one[(stage_one["method"] == "cross_entropy") & (stage_one["profile"] == common["profile"])
+                          & stage_one["noise"].isin(errors.index)]
+    devices = ", ".join(sorted(set(stage_one["device"].astype(str)))) or "unknown device"
+    display(Markdown(errors.to_markdown() + f"\n\nStage-1 networks: ResNet-14, `{common['profile']}` profile, "
+                     f"one T̂ per run, trained on {devices}."))
 
 # %% [markdown]
 # ## Context: the CIFAR-N benchmark
