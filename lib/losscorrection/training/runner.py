@@ -307,9 +307,9 @@ def _train_cells(
     outcomes = train_group(
         stack, method, group_data, y_train, y_val, matrices, schedule,
         order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
-        want_probs=method == STAGE_ONE,
-        progress=progress, desc=f"{experiment.key} {method} ({len(group)} runs)", checkpoint=checkpoint,
-        deadline=deadline,
+        want_probs=method == STAGE_ONE, progress=progress,
+        desc=f"{experiment.key} {method} ({len(group)} run{'s' if len(group) > 1 else ''})",
+        checkpoint=checkpoint, deadline=deadline,
     )
     wall = outcomes[0].group_seconds / len(group)  # per run; a resumed group counts every process's share
     new_transitions = {}
