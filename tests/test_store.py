@@ -60,3 +60,15 @@ def test_the_commit_is_read_from_the_package_source_not_the_working_folder(tmp_p
                               text=True).stdout.strip()
     assert commit.split("+")[0] == expected
     assert git_commit(tmp_path) == "unknown"
+
+
+def test_load_all_reads_every_experiment_of_the_store(tmp_path):
+    store = ResultStore(tmp_path)
+    assert store.load_all().empty and tuple(store.load_all().columns) == COLUMNS
+    for experiment, runs in (("first", 2), ("second", 3)):
+        store.append([{c: 0 for c in COLUMNS} | {"experiment": experiment, "run": k} for k in range(runs)])
+    (tmp_path / "notes.json").write_text("{}")  # not a table of runs
+    frame = store.load_all()
+    assert tuple(frame.columns) == COLUMNS
+    assert sorted(zip(frame["experiment"], frame["run"])) == [("first", 0), ("first", 1), ("second", 0),
+                                                            ("second", 1), ("second", 2)]
