@@ -173,8 +173,10 @@ def test_a_model_option_is_trained_and_stored_under_its_own_label(tmp_path, monk
     assert list(ResultStore(tmp_path).load("digits_fc")["profile"]) == ["smoke:dropout=0.25"]
 
 
-def test_weight_decay_scope_option_is_stored_under_its_profile_label(tmp_path, capsys):
+def test_weight_decay_scope_without_weight_decay_is_one_line_of_error(tmp_path, capsys):
     args = ["run", "digits", "--method", "cross_entropy", "--noise", "none", "--profile", "smoke",
             "--device", "cpu", "--results-dir", str(tmp_path), "--quiet", "--weight-decay-scope", "all"]
-    assert cli.main(args) == 0
-    assert list(ResultStore(tmp_path).load("digits_fc")["profile"]) == ["smoke:weight_decay_scope=all"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "digits_fc trains without weight decay" in err[0]
+    assert not ResultStore(tmp_path).path("digits_fc").exists()

@@ -755,18 +755,26 @@ def test_a_schedule_override_trains_with_it_and_is_stored_under_its_own_profile_
         return loop.train_group(*args, **kwargs)
 
     monkeypatch.setattr(runner, "train_group", recording_train_group)
+    decayed = replace(training.get_experiment("digits_fc"), schedule=replace(training.ADAGRAD, weight_decay=1e-4))
     cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
-    rows = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+    rows = training.run_cells(decayed, cells, profile="smoke", device="cpu", results_dir=tmp_path,
                               progress=False, **override)
     assert list(rows["profile"]) == [label]
     (name, value), = override.items()
     assert [getattr(s, name) for s in schedules] == [value]
-    again = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+    again = training.run_cells(decayed, cells, profile="smoke", device="cpu", results_dir=tmp_path,
                                progress=False)
     if label == "smoke":
         assert again.empty and len(schedules) == 1  # the same cell: already stored
     else:
         assert list(again["profile"]) == ["smoke"]  # an override is not a run of the profile
+
+
+def test_a_weight_decay_scope_without_weight_decay_is_refused(tmp_path):
+    cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
+    with pytest.raises(ValueError, match="would change nothing: digits_fc trains without weight decay"):
+        training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                           weight_decay_scope="all", progress=False)
 
 
 def test_module_runs_feed_convolutional_models_channels_last():

@@ -274,6 +274,9 @@ def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, l
     schedule = replace(settings.schedule, epochs=epochs) if epochs else settings.schedule
     schedule = replace(schedule, lr=lr) if lr is not None else schedule
     if weight_decay_scope is not None:
+        if weight_decay_scope != schedule.weight_decay_scope and not schedule.weight_decay:
+            raise ValueError(f"weight decay scope {weight_decay_scope!r} would change nothing: "
+                             f"{experiment.key} trains without weight decay")
         schedule = replace(schedule, weight_decay_scope=weight_decay_scope)
     limit = settings.limit if own_data else limit or settings.limit
     return schedule, None if own_data else limit, profile_label(profile, settings, schedule, limit)
