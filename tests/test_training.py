@@ -12,6 +12,7 @@ import torch
 
 from losscorrection import data, losses, models, noise, training
 from losscorrection.training import budget, checkpoint, loop, runner
+from losscorrection.atomic import locked
 from losscorrection.estimation import estimation_error
 from losscorrection.results import COLUMNS, METHODS, ResultStore
 
@@ -804,3 +805,62 @@ def test_stacked_mlp_in_bf16_draws_the_fp32_masks_and_stays_close():
     for fp32, bf16 in zip(outputs[False], outputs[True]):
         torch.testing.assert_close(bf16, fp32, rtol=0.05, atol=0.05)  # bf16 keeps 8 bits of mantissa
         assert not torch.equal(bf16, fp32)  # the products did run in bf16
+
+
+# ------------------------------------------------------------ concurrent processes
+
+
+def _recorded_checkpoint_paths(monkeypatch) -> list[Path]:
+    paths = []
+
+    def recording(*args, **kwargs):
+        paths.append(runner_checkpoint_path(*args, **kwargs))
+        return paths[-1]
+
+    runner_checkpoint_path = runner._checkpoint_path
+    monkeypatch.setattr(runner, "_checkpoint_path", recording)
+    return paths
+
+
+def test_a_group_another_process_is_training_is_refused(tmp_path, monkeypatch):
+    cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
+    paths = _recorded_checkpoint_paths(monkeypatch)
+    training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
+    ResultStore(tmp_path).path("digits_fc").unlink()  # as if never stored: the same group would train again
+    with locked(paths[0]):  # another process holds the group's lock
+        with pytest.raises(training.GroupBusy, match="another process is training digits_fc cross_entropy"):
+            training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                               progress=False)
+    assert not ResultStore(tmp_path).path("digits_fc").exists()
+
+
+def test_a_group_stored_by_another_process_meanwhile_is_not_trained_again(tmp_path, monkeypatch):
+    """Process B planned its runs before process A stored them: B takes the group's
+    lock after A released it, finds the runs stored and trains nothing."""
+    other = tmp_path / "other"
+    cells = [training.Cell("cross_entropy", "none", 0.0, 0), training.Cell("forward_That", "none", 0.0, 0)]
+    training.run_cells("digits_fc", cells[:1], profile="smoke", device="cpu", results_dir=other, progress=False)
+    stored_by_a = ResultStore(other).load("digits_fc")
+    T_hat = ResultStore(other).get_transition("digits_fc", "none", 0.0, 0, "smoke")
+    original = runner._checkpoint_path
+    trained = []
+
+    def a_finishes_first(*args, **kwargs):
+        if not trained:  # the stage-1 group: A stores it just before B locks it
+            ResultStore(tmp_path).append(stored_by_a.to_dict("records"))
+            ResultStore(tmp_path).put_transitions("digits_fc", [("none", 0.0, 0, "smoke", T_hat)])
+        trained.append(args[2])  # the method of the group
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_checkpoint_path", a_finishes_first)
+    trained_by_b = []
+    monkeypatch.setattr(runner, "train_group",
+                        lambda *args, **kwargs: trained_by_b.append(args[1]) or loop.train_group(*args, **kwargs))
+    rows = training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                              progress=False)
+    assert trained == ["cross_entropy", "forward_That"] and trained_by_b == ["forward_That"]
+    assert list(rows["method"]) == ["forward_That"]  # B trained only what A had not stored
+    frame = ResultStore(tmp_path).load("digits_fc")
+    assert sorted(frame["method"]) == ["cross_entropy", "forward_That"]  # no duplicate stage-1 row
+    assert rows["T_error"].iloc[0] == pytest.approx(
+        estimation_error(T_hat, np.eye(10)))  # no noise: T is the identity

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_write_text", "locked"]
+__all__ = ["LockHeld", "atomic_write", "atomic_write_text", "locked"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None], mode: int = 0o644) -> Path:
@@ -43,16 +43,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+class LockHeld(RuntimeError):
+    """:func:`locked` was asked not to wait, and another process holds the lock."""
+
+
 @contextlib.contextmanager
-def locked(path: str | os.PathLike) -> Iterator[None]:
+def locked(path: str | os.PathLike, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive inter-process lock on ``<path>.lock`` (created when
     absent, never removed) while the block runs: a read-modify-write of
-    ``path`` inside it cannot interleave with another process's. POSIX
-    advisory locks (``fcntl.flock``): Linux and macOS."""
+    ``path`` inside it cannot interleave with another process's. With
+    ``wait=False``, raise :class:`LockHeld` at once when another process (or
+    another open handle of this one) holds it. POSIX advisory locks
+    (``fcntl.flock``): Linux and macOS."""
     lock_path = Path(f"{path}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(f"{lock_path} is held by another process") from None
         try:
             yield
         finally:

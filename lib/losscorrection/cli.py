@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             _study(args)
         else:
             _train(args)
-    except (UsageError, ValueError, FileNotFoundError) as err:
+    except (UsageError, ValueError, FileNotFoundError, training.GroupBusy) as err:
         print(f"losscorrection: error: {err}", file=sys.stderr)
         return 2
     except training.TimeLimitReached as stop:

@@ -40,7 +40,7 @@ from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_gro
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
-from .runner import auto_bf16, build_runs, ensure_results, make_group_data, resolve_device, run_cells
+from .runner import GroupBusy, auto_bf16, build_runs, ensure_results, make_group_data, resolve_device, run_cells
 from .studies import (
     IMAGE_DEPENDENCE_FILE, JPEG_PENALTY_KEYS, cifar10n_image_dependence, jpeg_penalty, jpeg_penalty_rows,
     jpeg_penalty_summary,
@@ -67,6 +67,7 @@ __all__ = [
     "STAGE_ONE",
     "Cell",
     "Experiment",
+    "GroupBusy",
     "GroupData",
     "GroupedLinear",
     "GroupedRuns",

@@ -9,11 +9,12 @@ note saying why not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 
 from .. import data as data_module
 from .. import models
+from ..atomic import LockHeld, locked
 from ..estimation import estimate_transition, estimation_error
 from ..methods import STAGE_ONE, method_spec
 from ..store import CELL_KEY, ResultStore, cell_key, device_description, git_commit, timestamp
@@ -213,20 +215,46 @@ def run_cells(
             group = method_cells[start : start + max_runs_per_group]
             checkpoint = _checkpoint_path(results_dir, experiment, method, group, label, schedule,
                                           (split.sizes, labels_digest), device, bf16)
-            rows, transitions = _train_cells(
-                experiment=experiment, method=method, group=group, split=split, group_data=group_data,
-                labels=labels, estimated=estimated, schedule=schedule, device=device, progress=progress,
-                provenance=provenance, bf16=bf16, checkpoint=checkpoint, deadline=deadline,
-            )
-            estimated.update(transitions)
-            store.put_transitions(
-                experiment.key, [(*key, label, T_hat) for key, T_hat in transitions.items()]
-            )
-            rows = [r for r in rows if cell_key(r["method"], r["noise"], r["rate"], r["run"], label) not in done]
-            store.append(rows)
-            checkpoint.unlink(missing_ok=True)
-            new_rows.extend(rows)
+            with _group_lock(checkpoint, experiment, method, group):
+                done = store.done_cells(experiment.key)  # another process may have stored the group meanwhile
+                if all(cell_key(c.method, *c.noise_key, label) in done for c in group):
+                    estimated.update({c.noise_key: store.get_transition(experiment.key, *c.noise_key, label)
+                                      for c in group if method == STAGE_ONE})
+                    continue
+                rows, transitions = _train_cells(
+                    experiment=experiment, method=method, group=group, split=split, group_data=group_data,
+                    labels=labels, estimated=estimated, schedule=schedule, device=device, progress=progress,
+                    provenance=provenance, bf16=bf16, checkpoint=checkpoint, deadline=deadline,
+                )
+                estimated.update(transitions)
+                store.put_transitions(
+                    experiment.key, [(*key, label, T_hat) for key, T_hat in transitions.items()]
+                )
+                rows = [r for r in rows if cell_key(r["method"], r["noise"], r["rate"], r["run"], label) not in done]
+                store.append(rows)
+                checkpoint.unlink(missing_ok=True)
+                new_rows.extend(rows)
     return pd.DataFrame(new_rows)
+
+
+class GroupBusy(RuntimeError):
+    """Another process is training the same group of runs (same cells, profile,
+    data, device and precision) into the same results folder."""
+
+
+@contextlib.contextmanager
+def _group_lock(checkpoint: Path, experiment: Experiment, method: str, group: list[Cell]) -> Iterator[None]:
+    """Hold the group's lock (``<checkpoint>.lock``) while it trains and its rows
+    are stored, so that two processes never train the same runs at once."""
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(locked(checkpoint, wait=False))
+    except LockHeld:
+        settings = ", ".join(sorted({f"{c.noise} {c.rate:g}" if c.rate else c.noise for c in group}))
+        raise GroupBusy(f"another process is training {experiment.key} {method} ({settings}) into this results "
+                        "folder; run this again when it has finished") from None
+    with held:
+        yield
 
 
 def _plan(experiment: Experiment, cells: Iterable[Cell], label: str, store: ResultStore,
