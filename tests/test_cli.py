@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from losscorrection import cli, training
+from losscorrection.atomic import locked
 from losscorrection.training import runner
 from losscorrection.results import ResultStore
 
@@ -180,3 +181,17 @@ def test_weight_decay_scope_without_weight_decay_is_one_line_of_error(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "digits_fc trains without weight decay" in err[0]
     assert not ResultStore(tmp_path).path("digits_fc").exists()
+
+
+def test_a_group_another_process_is_training_is_one_line_of_error(tmp_path, capsys, monkeypatch):
+    paths, original = [], runner._checkpoint_path
+    monkeypatch.setattr(runner, "_checkpoint_path", lambda *a, **k: paths.append(original(*a, **k)) or paths[-1])
+    args = ["run", "digits", "--method", "cross_entropy", "--noise", "none", "--profile", "smoke",
+            "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
+    assert cli.main(args) == 0
+    ResultStore(tmp_path).path("digits_fc").unlink()
+    capsys.readouterr()
+    with locked(paths[0]):
+        assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another process is training digits_fc cross_entropy (none)" in err[0]
