@@ -218,8 +218,9 @@ def run_cells(
             with _group_lock(checkpoint, experiment, method, group):
                 done = store.done_cells(experiment.key)  # another process may have stored the group meanwhile
                 if all(cell_key(c.method, *c.noise_key, label) in done for c in group):
-                    estimated.update({c.noise_key: store.get_transition(experiment.key, *c.noise_key, label)
-                                      for c in group if method == STAGE_ONE})
+                    if method == STAGE_ONE:  # its stored T̂ feed the later groups
+                        estimated.update({c.noise_key: store.get_transition(experiment.key, *c.noise_key, label)
+                                          for c in group})
                     continue
                 rows, transitions = _train_cells(
                     experiment=experiment, method=method, group=group, split=split, group_data=group_data,
