@@ -111,9 +111,7 @@ def stage_one_cells(noise_rate: float) -> list:
 
 def noisy(noise_rate: float):
     labels = [training.noisy_labels(experiment, split, c.noise, c.rate, c.run) for c in stage_one_cells(noise_rate)]
-    y_train = torch.tensor(np.stack([lab.y_train for lab in labels]), device=dev)
-    y_val = torch.tensor(np.stack([lab.y_val for lab in labels]), device=dev)
-    return labels[0].T, y_train, y_val
+    return labels[0].T, *training.stacked_labels(labels, dev)
 
 
 CHECKPOINTS = sorted({e for e in (1, 2, 5, 10, 20, 40) if e <= schedule.epochs} | {schedule.epochs})

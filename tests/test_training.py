@@ -271,6 +271,18 @@ def test_noisy_labels_are_shared_by_methods_and_follow_T():
     np.testing.assert_array_equal(none.y_train, split.y_train.numpy())
 
 
+def test_stacked_labels_put_run_k_in_row_k():
+    split = data.load_dataset("digits")
+    exp = training.EXPERIMENTS["digits_fc"]
+    runs = [training.noisy_labels(exp, split, "symmetric", 0.3, run=k) for k in (4, 1, 7)]
+    y_train, y_val = training.stacked_labels(runs)
+    assert y_train.dtype == y_val.dtype == torch.int64
+    assert y_train.shape == (3, len(split.y_train)) and y_val.shape == (3, len(split.y_val))
+    for k, labels in enumerate(runs):
+        np.testing.assert_array_equal(y_train[k].numpy(), labels.y_train)
+        np.testing.assert_array_equal(y_val[k].numpy(), labels.y_val)
+
+
 def test_store_appends_atomically_and_rejects_bad_rows(tmp_path):
     store = ResultStore(tmp_path)
     row = {c: 0 for c in COLUMNS} | {"experiment": "x", "method": "cross_entropy", "noise": "none",

@@ -33,7 +33,7 @@ from .experiments import (
     IMDB_SETTINGS,
     MNIST_SETTINGS, PROFILES, Cell, Experiment, NoisyLabels, ProfileSettings, Schedule, augment_seed,
     dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
-    table_cells, transition_for,
+    stacked_labels, table_cells, transition_for,
 )
 from .fit import fit
 from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_group, weight_decay_groups
@@ -103,6 +103,7 @@ __all__ = [
     "profile_settings",
     "resolve_device",
     "run_cells",
+    "stacked_labels",
     "table_cells",
     "train_group",
     "transition_for",

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from .. import noise
 from ..data import Split
@@ -42,6 +44,7 @@ __all__ = [
     "order_seed",
     "profile_label",
     "profile_settings",
+    "stacked_labels",
     "table_cells",
     "transition_for",
 ]
@@ -330,3 +333,13 @@ def noisy_labels(
     return NoisyLabels(
         T, noise.corrupt(split.y_train.numpy(), T, rng), noise.corrupt(split.y_val.numpy(), T, rng)
     )
+
+
+def stacked_labels(labels: Iterable[NoisyLabels], device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    """The noisy labels of K runs as :func:`~losscorrection.training.loop.train_group`
+    takes them: int64 ``(K, n_train)`` and ``(K, n_val)`` tensors on ``device``,
+    row k from the k-th :class:`NoisyLabels`."""
+    labels = list(labels)
+    y_train = torch.tensor(np.stack([lab.y_train for lab in labels]), dtype=torch.int64, device=device)
+    y_val = torch.tensor(np.stack([lab.y_val for lab in labels]), dtype=torch.int64, device=device)
+    return y_train, y_val

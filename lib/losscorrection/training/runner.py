@@ -31,7 +31,7 @@ from ..store import CELL_KEY, ResultStore, cell_key, device_description, git_com
 from .budget import describe_duration, estimate_seconds
 from .experiments import (
     Cell, Experiment, NoisyLabels, Schedule, augment_seed, dropout_seed, get_experiment, noisy_labels,
-    order_seed, profile_label, profile_settings,
+    order_seed, profile_label, profile_settings, stacked_labels,
 )
 from .loop import GroupData, train_group
 from .objective import correction_matrices, identity_mix_for
@@ -334,8 +334,7 @@ def _train_cells(
     transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
     matrices = correction_matrices(method, transitions, device)
     stack = build_runs(experiment, method, group, split, device, bf16)
-    y_train = torch.tensor(np.stack([labels[c.noise_key].y_train for c in group]), device=device)
-    y_val = torch.tensor(np.stack([labels[c.noise_key].y_val for c in group]), device=device)
+    y_train, y_val = stacked_labels([labels[c.noise_key] for c in group], device)
     outcomes = train_group(
         stack, method, group_data, y_train, y_val, matrices, schedule,
         order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
