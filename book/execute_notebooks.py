@@ -4,10 +4,10 @@
     python book/execute_notebooks.py --profile smoke --only mnist
 
 Every notebook in ``notebooks/`` (jupytext percent format) is converted to
-``.ipynb`` and executed with papermill, with the same parameters for all:
+``.ipynb`` and executed with papermill. Each notebook is passed those of
 ``profile``, ``device``, ``results_dir``, ``reuse_results``, ``budget_minutes``
-(and ``runs`` / ``epochs`` when given); the data root reaches the kernels as
-an absolute ``$LOSSCORR_DATA``. The executed notebooks are what
+(and ``runs`` / ``epochs`` when given) that its parameters cell declares; the
+data root reaches the kernels as an absolute ``$LOSSCORR_DATA``. The executed notebooks are what
 ``jupyter-book build`` renders (execution is off in ``_config.yml``). Any
 error in a cell stops the build with a non-zero exit status.
 """

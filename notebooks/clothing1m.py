@@ -45,11 +45,9 @@
 profile = "paper"  # smoke | quick | paper
 data_root = None  # default: $LOSSCORR_DATA, else ./data (Clothing1M in <root>/clothing1m/)
 device = "auto"  # auto | cpu | cuda
-runs = None  # unused: one run per row, as in the paper
 epochs = None  # epochs per learning rate (None: the paper's 5)
 results_dir = "results"  # ResNet-50 results: <results_dir>/clothing1m_resnet50.json
 reuse_results = True  # False: retrain the ResNet-50 rows (only with train_resnet50)
-progress = True
 train_resnet50 = False  # True: train rows 4-8 on the real Clothing1M (days of GPU time)
 resnet50_weights = None  # path to torchvision's ImageNet ResNet-50 state_dict (needed for rows 4-8)
 num_workers = 8  # data loader processes for the real images

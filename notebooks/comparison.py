@@ -28,13 +28,8 @@
 
 # %% tags=["parameters"]
 profile = "paper"  # smoke | quick | paper
-data_root = None  # default: $LOSSCORR_DATA, else ./data
-device = "auto"  # auto | cpu | cuda
 runs = None  # runs per cell (None: the profile's)
-epochs = None  # None: the profile's
 results_dir = "results"
-reuse_results = True  # False: retrain into a temporary store
-progress = True
 
 # %%
 import matplotlib.pyplot as plt

@@ -41,8 +41,6 @@ data_root = None  # default: $LOSSCORR_DATA, else ./data
 device = "auto"  # auto | cpu | cuda
 runs = None  # stage-1 runs (None: the profile's)
 epochs = None  # None: the profile's
-results_dir = "results"  # unused: nothing here is stored
-reuse_results = True  # unused: the softmax outputs are not stored, so stage 1 always trains
 progress = True
 dataset = "mnist10k"  # falls back to "digits" when MNIST is missing
 rate = 0.7  # N of the asymmetric MNIST noise (2→7, 3→8, 5↔6, 7→1)
@@ -88,11 +86,18 @@ group = training.make_group_data(experiment, split, dev)
 y_prime = torch.cat([split.y_train, split.y_val]).numpy()  # clean labels of X' (for diagnosis only)
 if fallback:
     display(Markdown(f"**Note:** {fallback}"))
-display(Markdown(
-    f"**{split.description}**  \n{split.summary()}.  \nProfile `{profile}`: {K} stage-1 run(s), "
-    f"{schedule.epochs} epochs of {schedule.optimizer} (lr {schedule.lr}), batch {schedule.batch_size}, "
-    f"device `{dev}`. X′ (the inputs the anchors are searched in) = training + validation inputs, "
-    f"{len(y_prime):,} examples."))
+report.glue_numbers(data_description=split.description, data_summary=split.summary(), profile=profile, runs=K,
+                    epochs=schedule.epochs, optimizer=schedule.optimizer, lr=schedule.lr,
+                    batch=schedule.batch_size, device=str(dev), x_prime=len(y_prime))
+
+# %% [markdown]
+# **{glue:text}`data_description`**\
+# {glue:text}`data_summary`.\
+# Profile {glue:text}`profile`: {glue:text}`runs` stage-1 run(s),
+# {glue:text}`epochs` epochs of {glue:text}`optimizer` (learning rate
+# {glue:text}`lr`), batch {glue:text}`batch`, device {glue:text}`device`. X′,
+# the inputs the anchors are searched in, is the training and validation
+# inputs: {glue:text}`x_prime:,` examples.
 
 # %% [markdown]
 # ## Stage 1
@@ -156,9 +161,13 @@ T_hats = [estimation.estimate_transition(p, quantile=0.97) for p in probs]
 stage1 = pd.DataFrame({"run": range(K), "clean test accuracy (%)": [o.test_accuracy for o in outcomes],
                        "selected epoch": [o.selected_epoch for o in outcomes],
                        "‖T̂ − T‖₁/‖T‖₁ (α = 0.97)": [estimation.estimation_error(t, T) for t in T_hats]})
-display(Markdown(f"Stage 1 at asymmetric N = {rate} ({dataset}, {profile} profile, {seconds:.0f} s of "
-                 f"training for {K} run(s) on `{dev}`):"))
 display(stage1.style.format(precision=3).hide(axis="index"))
+report.glue_numbers(rate=rate, stage_one_seconds=seconds)
+
+# %% [markdown]
+# Stage 1 at asymmetric $N$ = {glue:text}`rate` took
+# {glue:text}`stage_one_seconds:.0f` s of training for the
+# {glue:text}`runs` run(s) together.
 
 # %% [markdown]
 # ## True and estimated matrix
@@ -206,12 +215,13 @@ diagnosis = pd.DataFrame({
     "row error, T̂ (mean over runs)": np.mean([np.abs(t - T).sum(axis=1) for t in T_hats], axis=0),
 })
 display(diagnosis.style.format(precision=2).hide(axis="index"))
-display(Markdown(
-    f"Error of the anchor limit: {estimation.estimation_error(limit, T):.3f}; error of the "
-    f"networks' T̂: {np.mean(stage1.iloc[:, -1]):.3f} (mean over {K} run(s)). Row errors are "
-    "L1 distances between rows (at most 2)."))
+report.glue_numbers(limit_error=estimation.estimation_error(limit, T), network_error=stage1.iloc[:, -1].mean())
 
 # %% [markdown]
+# Row errors are L1 distances between rows (at most 2). The anchor limit has
+# an error of {glue:text}`limit_error:.3f`; the networks' T̂ have
+# {glue:text}`network_error:.3f`, the mean over {glue:text}`runs` run(s).
+#
 # So at $N = 0.7$ most of the error is not the network's fault: the
 # estimator is answering a question that has a different answer from the one
 # we want. Forward correction with such a $\hat T$ still changes the training
@@ -224,7 +234,9 @@ display(Markdown(
 # ## The percentile α
 #
 # All the estimates below come from the *same* stage-1 softmax outputs; only
-# the rank of the anchor changes. $\alpha = 1$ is the arg-max of Eq. 12.
+# the rank of the anchor changes. $\alpha = 1$ is the arg-max of Eq. 12. The
+# table gives the mean and the standard deviation of the estimation error
+# over the runs.
 
 # %%
 QUANTILES = [0.9, 0.95, 0.97, 0.99, None]
@@ -249,7 +261,6 @@ ax.set_xlabel("percentile α of the anchor (1.0 = arg-max)")
 ax.set_ylabel("‖T̂ − T‖₁ / ‖T‖₁")
 ax.set_title(f"Estimation error against α ({dataset}, asymmetric noise, {K} run(s), {profile} profile)")
 plt.show()
-display(Markdown(f"Mean (and standard deviation over {K} run(s)) of the estimation error:"))
 display(table.style.format(precision=3, na_rep="–").format_index(SHORT, axis=1))
 
 # %% [markdown]
@@ -261,7 +272,8 @@ display(table.style.format(precision=3, na_rep="–").format_index(SHORT, axis=1
 # end of every epoch, before model selection, and at a few epochs we
 # estimated $T$ from them and measured their clean test accuracy. At the last
 # checkpoint this is the network of the final epoch, which model selection
-# may or may not have kept.
+# may or may not have kept. The table gives the mean estimation error at each
+# checkpoint.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
@@ -281,28 +293,32 @@ for ax in axes:
 fig.suptitle(f"Stage-1 training length ({dataset}, asymmetric noise, {K} run(s), {profile} profile)")
 fig.tight_layout()
 plt.show()
-display(Markdown("Mean estimation error per checkpoint:"))
 display(by_epoch.pivot_table(index="epoch", columns=["N", "α"], values="error", aggfunc="mean")
         .style.format(precision=3).format_index(SHORT, axis=1))
 
 # %%
-share = np.bincount(y_prime, minlength=split.num_classes).max() / len(y_prime)
-lines = []
+summary = []
 for noise_rate, (T_n, probs_n) in sweeps.items():
     at = by_quantile[by_quantile["N"] == noise_rate].groupby("α")["error"].mean()
-    curve = by_epoch[by_epoch["N"] == noise_rate].groupby(["α", "epoch"])["error"].mean()
-    argmax_curve = curve.loc["1.0 (arg-max)"]
-    lines.append(
-        f"- N = {noise_rate}: error {at[0.97]:.3f} at α = 0.97 and {at[1.0]:.3f} with the arg-max "
-        f"(selected stage-1 models); the anchor limit alone is "
-        f"{estimation.estimation_error(anchor_limit(T_n), T_n):.3f}. Along training, the arg-max "
-        f"error is lowest after {argmax_curve.idxmin()} epoch(s) ({argmax_curve.min():.3f}) and "
-        f"{argmax_curve.iloc[-1]:.3f} after {CHECKPOINTS[-1]}.")
-display(Markdown(f"Summary ({dataset}, {K} run(s), {profile} profile):\n\n" + "\n".join(lines) + "\n\n"
-                 f"The largest class makes up {share:.1%} of X′, so a percentile below "
-                 f"{1 - share:.2f} can land outside the examples of a class altogether."))
+    argmax_curve = by_epoch[(by_epoch["N"] == noise_rate) & (by_epoch["α"] == "1.0 (arg-max)")] \
+        .groupby("epoch")["error"].mean()
+    summary.append({"N": noise_rate, "α = 0.97": at[0.97], "arg-max": at[1.0],
+                    "anchor limit": estimation.estimation_error(anchor_limit(T_n), T_n),
+                    "arg-max: best epoch": argmax_curve.idxmin(), "arg-max: best error": argmax_curve.min(),
+                    f"arg-max after {CHECKPOINTS[-1]} epochs": argmax_curve.iloc[-1]})
+display(pd.DataFrame(summary).style.format(precision=3).format(SHORT, subset=["N"]).hide(axis="index"))
+share = np.bincount(y_prime, minlength=split.num_classes).max() / len(y_prime)
+report.glue_numbers(largest_class_share=share, lowest_safe_percentile=1 - share)
 
 # %% [markdown]
+# The summary table gives, for each noise rate, the estimation error of the
+# selected stage-1 models at α = 0.97 and with the arg-max, the error of the
+# anchor limit alone, and the arg-max error along training: at the epoch where
+# it is lowest and at the end. The largest class makes up
+# {glue:text}`largest_class_share:.1%` of X′, so a percentile below
+# {glue:text}`lowest_safe_percentile:.2f` can land outside the examples of
+# a class altogether.
+#
 # How to read these numbers:
 #
 # - At $N = 0.7$ the error cannot fall much below the anchor limit, whatever

@@ -31,13 +31,7 @@
 
 # %% tags=["parameters"]
 profile = "paper"  # smoke | quick | paper
-data_root = None  # unused: this chapter needs no data
-device = "auto"  # unused: everything runs on the CPU in float64
 runs = None  # random draws per check (None: the profile's)
-epochs = None  # unused
-results_dir = "results"  # unused
-reuse_results = True  # unused
-progress = True
 seed = 0
 
 # %%
@@ -53,6 +47,7 @@ from scipy.optimize import minimize
 from torch.func import hessian
 
 from losscorrection import losses, noise
+from losscorrection.report import glue_numbers
 
 DRAWS = {"smoke": 3, "quick": 10, "paper": 20}[profile] if runs is None else int(runs)
 HESSIAN_DRAWS = {"smoke": 2, "quick": 5, "paper": 10}[profile] if runs is None else int(runs)
@@ -61,9 +56,7 @@ DTYPE = torch.float64
 rng = np.random.default_rng(seed)
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 sns.set_theme(style="whitegrid")
-display(Markdown(f"Profile `{profile}`: {DRAWS} random draws per check ({HESSIAN_DRAWS} random "
-                 f"networks for the Hessians, {RATE_GRID} noise rates on their plots), seed {seed}, "
-                 "float64 on the CPU."))
+glue_numbers(profile=profile, draws=DRAWS, hessian_draws=HESSIAN_DRAWS, rate_grid=RATE_GRID, seed=seed)
 
 
 def per_label(loss, logits: torch.Tensor, c: int, **kwargs) -> np.ndarray:
@@ -75,6 +68,11 @@ def per_label(loss, logits: torch.Tensor, c: int, **kwargs) -> np.ndarray:
 
 
 # %% [markdown]
+# Profile {glue:text}`profile`: {glue:text}`draws` random draws per check
+# ({glue:text}`hessian_draws` random networks for the Hessians,
+# {glue:text}`rate_grid` noise rates on their plots), seed {glue:text}`seed`,
+# float64 on the CPU.
+#
 # ## Theorem 1: the backward correction is unbiased
 #
 # Fix an input and its logits $h$. If the clean label is $y$ and the observed
@@ -112,16 +110,19 @@ def unbiasedness_rows():
 
 
 theorem1 = unbiasedness_rows()
-display(Markdown("500 random logit vectors (standard deviation 3) per matrix; the maximum runs "
-                 "over examples and clean labels $y$."))
 display(theorem1.style.format({"cond(T)": "{:.2f}", "max |ℓ(y)|": "{:.2f}",
                                "max |E ℓ←(ỹ) − ℓ(y)|": "{:.1e}", "max |E ℓ→(ỹ) − ℓ(y)|": "{:.2f}"})
         .hide(axis="index"))
-display(Markdown(
-    f"Largest deviation for the backward correction: "
-    f"**{theorem1['max |E ℓ←(ỹ) − ℓ(y)|'].max():.1e}** (rounding error of float64), against "
-    f"{theorem1['max |E ℓ→(ỹ) − ℓ(y)|'].min():.2f} to {theorem1['max |E ℓ→(ỹ) − ℓ(y)|'].max():.2f} "
-    f"for the forward one."))
+glue_numbers(t1_backward=theorem1["max |E ℓ←(ỹ) − ℓ(y)|"].max(),
+             t1_forward_low=theorem1["max |E ℓ→(ỹ) − ℓ(y)|"].min(),
+             t1_forward_high=theorem1["max |E ℓ→(ỹ) − ℓ(y)|"].max())
+
+# %% [markdown]
+# 500 random logit vectors (standard deviation 3) per matrix; the maximum runs
+# over examples and clean labels $y$. The largest deviation for the backward
+# correction is **{glue:text}`t1_backward:.1e`**, rounding error of float64;
+# for the forward one it is {glue:text}`t1_forward_low:.2f` to
+# {glue:text}`t1_forward_high:.2f`.
 
 # %% [markdown]
 # ## Theorem 2: the forward correction recovers the clean posterior
@@ -182,19 +183,25 @@ def minimiser_rows(c: int = 4, starts: int = 5):
 
 STARTS = 5
 theorem2 = minimiser_rows(starts=STARTS)
-display(Markdown(f"{DRAWS} random pairs $(p, T)$ with 4 classes, {STARTS} random starts each; "
-                 "Euclidean distances between probability vectors, maxima over the starts."))
 display(theorem2.style.format("{:.1e}", subset=["forward: max ‖q* − p‖", "backward: max ‖q* − p‖",
                                                 "cross-entropy: max ‖q* − Tᵀp‖"])
         .format("{:.3f}", subset=["‖Tᵀp − p‖"]).hide(axis="index"))
-display(Markdown(
-    f"Over all draws and starts, the minimiser of the forward-corrected risk is within "
-    f"**{theorem2['forward: max ‖q* − p‖'].max():.1e}** of p, that of the backward-corrected risk "
-    f"within {theorem2['backward: max ‖q* − p‖'].max():.1e}; that of the uncorrected cross-entropy "
-    f"is within {theorem2['cross-entropy: max ‖q* − Tᵀp‖'].max():.1e} of the noisy posterior Tᵀp, "
-    f"which lies {theorem2['‖Tᵀp − p‖'].min():.3f} to {theorem2['‖Tᵀp − p‖'].max():.3f} away from p."))
+glue_numbers(starts=STARTS, t2_forward=theorem2["forward: max ‖q* − p‖"].max(),
+             t2_backward=theorem2["backward: max ‖q* − p‖"].max(),
+             t2_cross_entropy=theorem2["cross-entropy: max ‖q* − Tᵀp‖"].max(),
+             t2_noise_low=theorem2["‖Tᵀp − p‖"].min(), t2_noise_high=theorem2["‖Tᵀp − p‖"].max())
 
 # %% [markdown]
+# {glue:text}`draws` random pairs $(p, T)$ with 4 classes,
+# {glue:text}`starts` random starts each; Euclidean distances between
+# probability vectors, maxima over the starts. Over all draws and starts, the
+# minimiser of the forward-corrected risk is within
+# **{glue:text}`t2_forward:.1e`** of $p$, that of the backward-corrected risk
+# within {glue:text}`t2_backward:.1e`; that of the uncorrected cross-entropy is
+# within {glue:text}`t2_cross_entropy:.1e` of the noisy posterior $T^\top p$,
+# which lies {glue:text}`t2_noise_low:.3f` to {glue:text}`t2_noise_high:.3f`
+# away from $p$.
+#
 # Both corrections land on $p$ up to the optimiser's tolerance, from every
 # start; the uncorrected loss lands on the noisy posterior $T^\top p$ instead.
 #
@@ -276,11 +283,11 @@ for draw in range(HESSIAN_DRAWS):
                                 "rate": rate, **block_norms(H - H_ce, H_ce)})
 hessians = pd.DataFrame(records)
 BLOCKS = ["layer 1 block", "layer 2 block", "cross-layer blocks"]
-display(Markdown(f"{HESSIAN_DRAWS} random networks (parameters, inputs and labels drawn at random), "
-                 f"{len(rates)} noise rates from 0 to 0.6; 4-6-3 network, 51 parameters."))
+glue_numbers(rates=len(rates))
 
 # %% [markdown]
-# The three panels show the worst case over the random networks. A value at
+# {glue:text}`hessian_draws` random networks (parameters, inputs and labels
+# drawn at random), {glue:text}`rates` noise rates from 0 to 0.6. The three panels show the worst case over the random networks. A value at
 # the bottom of a log-scaled panel ($10^{-17}$ or below, drawn at $10^{-18}$
 # when it is exactly zero) is rounding error: that block of the Hessian is
 # unchanged by the correction.
@@ -308,23 +315,27 @@ plt.show()
 # %%
 at = rates[np.argmin(np.abs(rates - 0.4))]
 summary = worst[np.isclose(worst.rate, at)].drop(columns="rate")
-display(Markdown(f"Relative change of each block at N = {at:.2f} (maximum over {HESSIAN_DRAWS} random "
-                 "networks):"))
 display(summary.style.format("{:.1e}", subset=BLOCKS).hide(axis="index"))
 relu_back = hessians[(hessians.activation == "ReLU") & (hessians.correction == "backward")]
 sig_back = hessians[(hessians.activation == "sigmoid") & (hessians.correction == "backward")]
-display(Markdown(
-    f"- ReLU, backward: the within-layer blocks never change by more than "
-    f"{relu_back[['layer 1 block', 'layer 2 block']].max().max():.1e} (relative), over every rate "
-    f"and network; the cross-layer blocks change by up to "
-    f"{relu_back['cross-layer blocks'].max():.2f}.\n"
-    f"- sigmoid, backward: the layer-1 block changes too (up to "
-    f"{sig_back['layer 1 block'].max():.2f}); the layer-2 block does not "
-    f"({sig_back['layer 2 block'].max():.1e}), because the last layer is linear whatever the "
-    f"activation.\n"
-    f"- forward: every block changes, with either activation."))
+glue_numbers(table_rate=at, relu_within=relu_back[["layer 1 block", "layer 2 block"]].max().max(),
+             relu_cross=relu_back["cross-layer blocks"].max(), sigmoid_layer1=sig_back["layer 1 block"].max(),
+             sigmoid_layer2=sig_back["layer 2 block"].max())
 
 # %% [markdown]
+# The table gives the relative change of each block at
+# $N$ = {glue:text}`table_rate:.2f`, the maximum over
+# {glue:text}`hessian_draws` random networks. Over every rate and network:
+#
+# - ReLU, backward: the within-layer blocks never change by more than
+#   {glue:text}`relu_within:.1e` (relative); the cross-layer blocks change by
+#   up to {glue:text}`relu_cross:.2f`.
+# - sigmoid, backward: the layer-1 block changes too (up to
+#   {glue:text}`sigmoid_layer1:.2f`); the layer-2 block does not
+#   ({glue:text}`sigmoid_layer2:.1e`), because the last layer is linear
+#   whatever the activation.
+# - forward: every block changes, with either activation.
+#
 # The picture matches the qualified statement, not the literal one. With ReLU
 # activations the backward correction leaves each layer's own curvature alone,
 # for any $T$, but changes how the layers' parameters interact, and the
@@ -360,18 +371,22 @@ ax.set_title("|H(backward) − H(cross-entropy)|, ReLU 4-6-3 network, symmetric 
 ax.set_xlabel("parameter index (0–29: layer 1, 30–50: layer 2)")
 ax.set_ylabel("parameter index")
 plt.show()
-display(Markdown(
-    f"Largest entry inside the diagonal blocks: "
-    f"{max(delta[LAYER1, LAYER1].abs().max().item(), delta[LAYER2, LAYER2].abs().max().item()):.1e}; "
-    f"in the off-diagonal blocks: {delta[LAYER1, LAYER2].abs().max().item():.3f}."))
+glue_numbers(diagonal_largest=max(delta[LAYER1, LAYER1].abs().max(), delta[LAYER2, LAYER2].abs().max()),
+             off_diagonal_largest=delta[LAYER1, LAYER2].abs().max())
 
 # %% [markdown]
+# The largest entry inside the diagonal blocks is
+# {glue:text}`diagonal_largest:.1e`; in the off-diagonal blocks it is
+# {glue:text}`off_diagonal_largest:.3f`.
+#
 # The theorem's first sentence, that the Hessian of the plain cross-entropy
 # does not change under noise, is the special case $T = I$ of the same
 # argument with noisy labels in place of clean ones, and it has the same
 # limitation: swapping the labels of a ReLU network's batch leaves the
 # within-layer blocks of its Hessian untouched and changes the cross-layer
-# blocks.
+# blocks. The table compares the cross-entropy Hessians of a ReLU network
+# under clean labels and under labels corrupted by a symmetric $T$ with
+# $N = 0.4$ (32 examples).
 
 # %%
 rows = []
@@ -383,8 +398,6 @@ for draw in range(HESSIAN_DRAWS):
     H_noisy = loss_hessian(losses.cross_entropy, theta, x, y_noisy, torch.relu)
     rows.append({"draw": draw, "labels changed": int((y != y_noisy).sum()),
                  **block_norms(H_noisy - H_clean, H_clean)})
-display(Markdown("Cross-entropy of a ReLU network, clean labels against labels corrupted by a "
-                 "symmetric T with N = 0.4 (32 examples):"))
 display(pd.DataFrame(rows).style.format("{:.1e}", subset=BLOCKS).hide(axis="index"))
 
 # %% [markdown]
@@ -393,8 +406,9 @@ display(pd.DataFrame(rows).style.format("{:.1e}", subset=BLOCKS).hide(axis="inde
 # function of the parameters, so their Hessians agree in every block, with
 # ReLU and sigmoid activations alike. We compute the Hessian of
 # $\theta \mapsto \frac1n\sum_i \sum_{\tilde y} T_{y_i\tilde y}\,
-# \ell^{\leftarrow}(\tilde y, h(x_i;\theta))$ and compare it with that of the clean
-# cross-entropy.
+# \ell^{\leftarrow}(\tilde y, h(x_i;\theta))$ for a symmetric $T$ with $N = 0.4$
+# and compare it with that of the clean cross-entropy: the table gives the
+# relative Frobenius norm of the difference, block by block.
 
 # %%
 def noise_averaged_backward(T):
@@ -417,8 +431,6 @@ for draw in range(HESSIAN_DRAWS):
         H_clean = loss_hessian(losses.cross_entropy, theta, x, y, act)
         H_avg = loss_hessian(noise_averaged_backward(T), theta, x, y, act)
         rows.append({"draw": draw, "activation": act_name, **block_norms(H_avg - H_clean, H_clean)})
-display(Markdown("Noise-averaged backward Hessian against the clean cross-entropy Hessian "
-                 "(symmetric T, N = 0.4), relative Frobenius norm of the difference per block:"))
 display(pd.DataFrame(rows).style.format("{:.1e}", subset=BLOCKS).hide(axis="index"))
 
 # %% [markdown]

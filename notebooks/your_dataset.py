@@ -34,12 +34,9 @@
 
 # %% tags=["parameters"]
 profile = "paper"  # smoke | quick | paper
-data_root = None  # unused: the example data ships with scikit-learn
 device = "auto"  # auto | cpu | cuda
 runs = None  # training runs (seeds) per method (None: the profile's)
 epochs = None  # None: the profile's
-results_dir = "results"  # unused: nothing is stored
-reuse_results = True  # unused
 progress = True
 noise_rate = 0.4  # N of the paper's asymmetric MNIST noise (2→7, 3→8, 5↔6, 7→1)
 
@@ -52,7 +49,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
@@ -64,9 +61,12 @@ EPOCHS = epochs or {"smoke": 5, "quick": 20, "paper": 40}[profile]
 RUNS = runs or {"smoke": 1, "quick": 2, "paper": 5}[profile]
 DEVICE = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                       "cpu" if device == "auto" else device)
-display(Markdown(f"Profile `{profile}`: {EPOCHS} epochs, {RUNS} run(s) per method, device `{DEVICE}`."))
+report.glue_numbers(profile=profile, epochs=EPOCHS, runs=RUNS, device=str(DEVICE))
 
 # %% [markdown]
+# Profile {glue:text}`profile`: {glue:text}`epochs` epochs,
+# {glue:text}`runs` run(s) per method, device {glue:text}`device`.
+#
 # ## 1. Your data as arrays
 #
 # Anything that gives a feature matrix `X` and integer labels `y` in
@@ -185,10 +185,14 @@ results = pd.DataFrame(rows)
 summary = results.groupby("method", sort=False).agg(
     accuracy=("test accuracy", "mean"), std=("test accuracy", lambda r: r.std(ddof=0)), runs=("run", "count"),
     T_error=("‖T̂ − T‖₁ / ‖T‖₁", "mean"))
-display(Markdown(f"Clean test accuracy (%) on scikit-learn digits ({len(y_test)} test images), "
-                 f"asymmetric MNIST noise N = {noise_rate}, {EPOCHS} epochs, mean and standard "
-                 f"deviation over {RUNS} run(s) ({profile} profile):"))
 display(summary.style.format({"accuracy": "{:.1f}", "std": "{:.1f}", "T_error": "{:.3f}"}, na_rep="–"))
+report.glue_numbers(test_images=len(y_test), noise_rate=noise_rate)
+
+# %% [markdown]
+# Clean test accuracy (%) on the {glue:text}`test_images` test images of
+# scikit-learn's digits, with labels corrupted by the asymmetric MNIST noise
+# at $N$ = {glue:text}`noise_rate`: the mean and standard deviation over
+# the runs.
 
 # %%
 report.plot_transition_pair(T, estimates[0], ("true T", "estimated T̂ (run 0)"),
@@ -262,13 +266,16 @@ stage1 = train(losses.make_loss("cross_entropy"), image_loaders["train"], image_
 anchor_inputs = DataLoader(torch.utils.data.ConcatDataset([folders["train"], folders["val"]]), batch_size=256)
 T_hat_images = estimation.estimate_transition(predict_proba(stage1, anchor_inputs))
 corrected = train(losses.make_loss("forward", T=T_hat_images), image_loaders["train"], image_loaders["val"])
-display(Markdown(
-    f"From the image folders ({len(folders['train'])} training images, {EPOCHS} epochs, one run): "
-    f"clean test accuracy {accuracy(stage1, image_loaders['test']):.1f}% with cross-entropy, "
-    f"{accuracy(corrected, image_loaders['test']):.1f}% with forward correction by T̂ "
-    f"(estimation error {estimation.estimation_error(T_hat_images, T):.3f})."))
+report.glue_numbers(folder_images=len(folders["train"]), folder_cross_entropy=accuracy(stage1, image_loaders["test"]),
+                    folder_forward=accuracy(corrected, image_loaders["test"]),
+                    folder_T_error=estimation.estimation_error(T_hat_images, T))
 
 # %% [markdown]
+# From the image folders ({glue:text}`folder_images:,` training images, one
+# run): clean test accuracy {glue:text}`folder_cross_entropy:.1f` % with
+# cross-entropy and {glue:text}`folder_forward:.1f` % with forward correction
+# by T̂, whose estimation error is {glue:text}`folder_T_error:.3f`.
+#
 # For real photographs, replace `to_vector` with the usual resizing,
 # cropping and normalisation transforms and `make_model` with a
 # convolutional network (e.g. a torchvision ResNet with its last layer
@@ -291,11 +298,15 @@ labels = frame["label"].to_numpy(dtype=np.int64)
 csv_loader = loader(features, labels, shuffle=True)
 stage1 = train(losses.make_loss("cross_entropy"), csv_loader, val_loader)
 T_hat_csv = estimation.estimate_transition(predict_proba(stage1, loader(features, labels)))
-display(Markdown(f"From the CSV file ({len(frame)} rows × {frame.shape[1]} columns): estimation "
-                 f"error of T̂ {estimation.estimation_error(T_hat_csv, T):.3f}; the rest is as in §3."))
+report.glue_numbers(csv_rows=len(frame), csv_columns=frame.shape[1],
+                    csv_T_error=estimation.estimation_error(T_hat_csv, T))
 shutil.rmtree(workdir)  # the example files are no longer needed
 
 # %% [markdown]
+# From the CSV file ({glue:text}`csv_rows:,` rows × {glue:text}`csv_columns`
+# columns), T̂ has an estimation error of {glue:text}`csv_T_error:.3f`; the
+# rest is as in §3.
+#
 # Categorical or text columns need an encoding first (one-hot, embeddings);
 # if the label column holds strings, map them to indices with
 # `pd.Categorical(frame["label"]).codes` and keep the categories to read
@@ -342,10 +353,14 @@ T_hat_errors = [estimation.estimation_error(store.get_transition(experiment.key,
 summary = rows.groupby("method", sort=False)["test_accuracy"].agg(
     mean="mean", std=lambda r: r.std(ddof=0), runs="count").reindex(methods)  # std as the paper: ddof 0
 summary.index = [METHOD_SPECS[m].label for m in summary.index]
-display(Markdown(
-    f"`run_cells` trained {len(rows)} runs in {rows['wall_seconds'].sum():.1f} s "
-    f"({rows['device'].iloc[0]}); clean test accuracy (%), mean and standard deviation over runs. "
-    f"Estimation error of each run's T̂ against the T we used to corrupt the labels: "
-    + ", ".join(f"{e:.3f}" for e in T_hat_errors) + "."))
 display(summary.round(2))
+report.glue_numbers(stored_runs=len(rows), stored_seconds=rows["wall_seconds"].sum(),
+                    stored_device=rows["device"].iloc[0], stored_T_errors=", ".join(f"{e:.3f}" for e in T_hat_errors))
 shutil.rmtree(store_dir)  # a real project keeps its results directory
+
+# %% [markdown]
+# `run_cells` trained {glue:text}`stored_runs` runs in
+# {glue:text}`stored_seconds:.1f` s ({glue:text}`stored_device`); the table
+# gives the clean test accuracy (%), mean and standard deviation over the
+# runs. The estimation errors of the runs' T̂ against the T we used to
+# corrupt the labels are {glue:text}`stored_T_errors`.

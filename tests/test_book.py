@@ -14,6 +14,7 @@ cannot reach); `make test` installs both where it can (see the Makefile's
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import numpy as np
 import pytest
 from conftest import find_real_data_root
@@ -75,12 +77,30 @@ def test_every_notebook_is_in_the_table_of_contents():
         assert f"book/generated/{name}" in toc, name
 
 
-def test_notebooks_have_the_papermill_parameters():
+def test_notebooks_declare_profile_and_only_parameters_they_use():
     for name in NOTEBOOKS:
         text = (REPO / "notebooks" / f"{name}.py").read_text()
-        cell = text.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
-        for parameter in ("profile", "data_root", "device", "runs", "epochs", "results_dir", "reuse_results"):
-            assert re.search(rf"^{parameter} = ", cell, re.MULTILINE), (name, parameter)
+        before, rest = text.split('# %% tags=["parameters"]', 1)
+        cell, after = rest.split("# %%", 1)
+        declared = [node.targets[0].id for node in ast.parse(cell).body if isinstance(node, ast.Assign)]
+        assert "profile" in declared, name
+        used = {node.id for node in ast.walk(ast.parse(before + "# %%" + after)) if isinstance(node, ast.Name)}
+        assert not set(declared) - used, (name, "declared but never used", sorted(set(declared) - used))
+
+
+def test_every_glued_name_in_the_prose_is_glued_by_the_code():
+    """Numbers reach the prose as {glue:text}`name` (report.glue_numbers): each name a
+    markdown cell uses must be passed to glue_numbers in the same notebook."""
+    for name in NOTEBOOKS:
+        cells = jupytext.read(REPO / "notebooks" / f"{name}.py").cells
+        prose = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+        code = "\n".join(c.source for c in cells if c.cell_type == "code")
+        wanted = set(re.findall(r"\{glue:text\}`([A-Za-z_0-9]+)(?::[^`]*)?`", prose))
+        glued = {keyword.arg for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)
+                 and getattr(node.func, "attr", getattr(node.func, "id", None)) == "glue_numbers"
+                 for keyword in node.keywords}
+        assert wanted <= glued, (name, "not glued", sorted(wanted - glued))
+        assert glued <= wanted, (name, "glued but never shown", sorted(glued - wanted))
 
 
 def test_executed_notebooks_have_no_error_output(built_book):

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats
 
 from losscorrection import report, results, training
@@ -283,3 +284,20 @@ def test_provenance_counts_runs_devices_and_training_time():
     assert report.provenance(frame) == "3 runs on cpu: x86_64, cuda: H200; 2.0 min of training in all."
     assert report.provenance(frame.iloc[:1]) == "1 run on cpu: x86_64; 1.0 min of training in all."
     assert report.provenance(frame.iloc[:0]) == ""
+
+
+def test_glue_numbers_hands_plain_numbers_to_the_prose(monkeypatch):
+    import myst_nb
+    from myst_nb.core.variables import format_plain_text
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.setdefault(name, (value, display)))
+    report.glue_numbers(error=np.float64(0.0123), runs=np.int64(5), largest=torch.tensor(2.5), label="digits", n=3)
+    assert glued == {"error": (0.0123, False), "runs": (5, False), "largest": (2.5, False),
+                     "label": ("digits", False), "n": (3, False)}
+    assert [type(glued[k][0]) for k in ("error", "runs", "largest")] == [float, int, float]
+    # what the book's renderer then writes for {glue:text}`error:.1e` and {glue:text}`label`
+    assert format_plain_text(repr(glued["error"][0]), ".1e") == "1.2e-02"
+    assert format_plain_text(repr(glued["label"][0]), "s") == "digits"
+    with pytest.raises(ValueError):  # a NumPy scalar's own text cannot be formatted as a number
+        format_plain_text(repr(np.float64(0.0123)), ".1e")

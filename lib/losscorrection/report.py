@@ -21,8 +21,8 @@ from .results import (
     plot_accuracy_vs_noise, rate_key, short_setting, summarize,
 )
 
-__all__ = ["Block", "figure_panel", "gpu_chapter_options", "jpeg_penalty_table", "plot_transition_pair", "provenance",
-           "status_table", "table_block", "variant_comparison", "variants_table"]
+__all__ = ["Block", "figure_panel", "glue_numbers", "gpu_chapter_options", "jpeg_penalty_table", "plot_transition_pair",
+           "provenance", "status_table", "table_block", "variant_comparison", "variants_table"]
 
 
 @dataclass
@@ -33,6 +33,17 @@ class Block:
     frame: pd.DataFrame  # rows of the results store (COLUMNS)
     note: str | None  # None when every requested run is stored
     markdown: str  # heading, provenance line and table (or the note)
+
+
+def glue_numbers(**values: float | int | str | np.generic | torch.Tensor) -> None:
+    """Hand values computed in a chapter's code to its prose: ``name=value`` becomes
+    ``{glue:text}`name``` in a markdown cell, with an optional format
+    (``{glue:text}`name:.2f```). NumPy and one-element torch values are passed on as
+    plain Python numbers, the only numbers whose text myst-nb can format."""
+    from myst_nb import glue  # the book's renderer; imported only by the chapters that glue
+
+    for name, value in values.items():
+        glue(name, value.item() if isinstance(value, (np.generic, torch.Tensor)) else value, display=False)
 
 
 def _runs(experiment: training.Experiment, profile: str, runs: int | None) -> int:
