@@ -61,11 +61,23 @@ def estimate_transition(
     """Estimate T from the softmax outputs of a network trained on noisy labels.
 
     Eq. (12)–(13): for each class ``i`` take its anchor ``x̄_i`` (see
-    :func:`anchor_indices`) and set ``T̂[i, :] = p̂(ỹ | x̄_i)``. ``probs`` is
-    ``(n, c)``, computed on any sample X' (the paper uses the training and
-    validation inputs). With ``row_normalize`` every row is rescaled to sum to
-    one (as the paper does after estimation). Returns a ``(c, c)`` float64
-    array; ``probs`` is never modified.
+    :func:`anchor_indices`) and set ``T̂[i, :] = p̂(ỹ | x̄_i)``.
+
+    Parameters
+    ----------
+    probs
+        ``(n, c)`` softmax outputs of the stage-1 network on any sample X' (the
+        paper uses the training and validation inputs); never modified.
+    quantile
+        The percentile α of the anchor within column ``i`` (0.97 in the paper);
+        None takes the arg-max of Eq. 12.
+    row_normalize
+        Rescale every row to sum to one, as the paper does after estimation.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(c, c)`` float64, row ``i`` the prediction at the anchor of class ``i``.
     """
     p = _check_probabilities(probs)
     T_hat = p[_anchors(p, quantile)]  # fancy indexing copies

@@ -372,14 +372,29 @@ def _check_kwargs(fn, name: str, kwargs: dict[str, Any], positional: int) -> Non
 
 
 def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> nn.Module:
-    """Build a loss module ``loss(logits, target) -> Tensor`` by name.
+    """Build a loss module ``loss(logits (n, c), target (n,)) -> Tensor`` by name.
 
-    ``name`` is one of :data:`LOSS_NAMES`. ``forward`` and ``backward`` need ``T``;
-    ``backward`` accepts ``identity_mix`` and ``min_prob``; the bootstrap losses accept ``beta``;
-    ``unhinged``, ``sigmoid`` and ``savage`` accept ``targets`` (``"one_hot"``, the
-    authors' code, or ``"one_vs_rest"``); all accept ``reduction``. The correction matrix (``log T`` or ``T⁻¹``) is
-    computed once here, stored as a float64 buffer (moves with ``.to(device)``)
-    and cast to the logits' dtype on use.
+    The correction matrix (``log T`` for Eq. 7, ``T⁻¹`` for Eq. 6) is computed
+    once here, stored as a float64 buffer (it moves with ``.to(device)``) and
+    cast to the logits' dtype on use.
+
+    Parameters
+    ----------
+    name
+        One of :data:`LOSS_NAMES`: ``"forward"`` (ℓ→, Eq. 7) and ``"backward"``
+        (ℓ←, Eq. 6) are the paper's corrections; the others are its baselines.
+    T
+        ``(c, c)`` row-stochastic noise matrix, ``T[i, j] = p(ỹ = j | y = i)``;
+        needed by ``forward`` and ``backward``, refused by the others.
+    **kwargs
+        ``reduction`` (``"mean"``, ``"sum"`` or ``"none"``) for every loss;
+        ``backward``: ``identity_mix`` (mix T with the identity before inverting,
+        default 0), ``max_condition`` (refuse a T whose condition number exceeds
+        it, default :data:`MAX_CONDITION_NUMBER`) and ``min_prob`` (clip
+        probabilities below, e.g. :data:`KERAS_EPSILON`; default None);
+        ``bootstrap_soft`` and ``bootstrap_hard``: ``beta`` (default 0.95 and 0.8);
+        ``unhinged``, ``sigmoid`` and ``savage``: ``targets`` (``"one_hot"``, the
+        authors' code, or ``"one_vs_rest"``). Any other keyword is refused by name.
     """
     reduction = kwargs.pop("reduction", "mean")
     if name in ("forward", "backward"):

@@ -83,21 +83,36 @@ def load_dataset(
     download: bool = False,
     **kwargs: Any,
 ) -> Split:
-    """Load a data set of :data:`DATASETS` with the paper's protocol.
+    """Load a data set of :data:`DATASETS` with the paper's protocol: the official
+    test set (for ``mnist10k`` and ``digits``: a fixed stratified 20%) and a
+    validation split held out of the official training set.
 
-    ``validation_fraction`` of the official training set is held out for
-    validation by :func:`holdout_split` (``split_seed``); the test set is the
-    official one (for ``mnist10k`` and ``digits``: a fixed stratified 20%).
-    ``limit`` keeps at most that many examples of each of train, val and test
-    (the first ones after the split), for fast smoke runs. ``download=True``
-    fetches data torchvision can download (MNIST, CIFAR) and the Keras IMDB
-    file. Extra keyword arguments go to the data set's loader: ``imdb`` takes
-    ``vocabulary_size=5000``, ``maxlen=400`` and ``source="auto"|"npz"|"aclimdb"``;
-    ``cifar10jpg`` and ``cifar10n`` take ``progress=True``. ``cifar10n`` is the
-    JPEG copy with the CIFAR-10N human labels in ``Split.label_sets``.
+    Parameters
+    ----------
+    name
+        A key of :data:`DATASETS`. ``cifar10n`` is the JPEG copy with the
+        CIFAR-10N human labels in ``Split.label_sets``.
+    data_root
+        Where the files are (default: ``$LOSSCORR_DATA``, else ``./data``).
+    validation_fraction, split_seed
+        The share of the training set held out for validation and the seed of
+        its permutation (:func:`holdout_split`).
+    limit
+        Keep at most that many examples of each of train, val and test (the
+        first ones after the split), for fast smoke runs; None keeps all.
+    download
+        Fetch what torchvision can download (MNIST, CIFAR) and the Keras IMDB file.
+    **kwargs
+        Go to the data set's loader: ``imdb`` takes ``vocabulary_size=5000``,
+        ``maxlen=400`` and ``source="auto"|"npz"|"aclimdb"``; ``cifar10jpg`` and
+        ``cifar10n`` take ``progress=True``.
 
-    Raises :class:`MissingDataError` when files are missing and ValueError for
-    an unknown name.
+    Raises
+    ------
+    MissingDataError
+        Files are missing (it names them and where to get them).
+    ValueError
+        An unknown name, a validation fraction outside (0, 1) or a bad limit.
     """
     key = _known(name)
     if not 0.0 < validation_fraction < 1.0:

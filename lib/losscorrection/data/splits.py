@@ -211,14 +211,31 @@ def split_arrays(
     validation_fraction: float = 0.1,
     split_seed: int = 0,
 ) -> Split:
-    """A :class:`Split` of your own data with the paper's protocol: ``validation_fraction``
-    of ``(x_train (n, ...), y_train (n,))`` held out by :func:`holdout_split`, and
-    ``(x_test, y_test)`` kept as the test set.
+    """A :class:`Split` of your own data with the paper's protocol. The result goes
+    wherever a loaded data set does, e.g. ``training.run_cells(..., split=)``.
 
-    Inputs keep their dtype (float32 features, int64 token ids, uint8 images
-    ``(n, 3, H, W)``); labels are integers in ``[0, c)`` with ``c =
-    len(class_names)`` (default: one more than the largest label). The result
-    goes wherever a loaded data set does, e.g. ``training.run_cells(..., split=)``.
+    Parameters
+    ----------
+    name
+        What the split is called in messages and results.
+    x_train, y_train
+        ``(n, ...)`` inputs and ``(n,)`` integer labels in ``[0, c)``, noisy or
+        clean; ``validation_fraction`` of them is held out for validation by
+        :func:`holdout_split` (``split_seed``). Inputs keep their dtype (float32
+        features, int64 token ids, uint8 images ``(n, 3, H, W)``).
+    x_test, y_test
+        The test set, kept whole; its labels should be clean.
+    class_names
+        One name per class; ``c = len(class_names)`` (default: one more than
+        the largest label).
+    description
+        A sentence on the data for reports (default: ``name``).
+
+    Raises
+    ------
+    ValueError
+        Labels that are not 1-d integers or lie outside ``[0, c)``, or inputs
+        and labels of different lengths.
     """
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     for part, y in (("y_train", y_train), ("y_test", y_test)):
