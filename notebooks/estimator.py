@@ -96,7 +96,7 @@ report.glue_numbers(data_description=split.description, data_summary=split.summa
 # Profile {glue:text}`profile`: {glue:text}`runs` stage-1 run(s),
 # {glue:text}`epochs` epochs of {glue:text}`optimizer` (learning rate
 # {glue:text}`lr`), batch {glue:text}`batch`, device {glue:text}`device`. X′,
-# the inputs the anchors are searched in, is the training and validation
+# the set the anchors are searched in, holds the training and validation
 # inputs: {glue:text}`x_prime:,` examples.
 
 # %% [markdown]
