@@ -287,10 +287,11 @@ glue_numbers(rates=len(rates))
 
 # %% [markdown]
 # {glue:text}`hessian_draws` random networks (parameters, inputs and labels
-# drawn at random), {glue:text}`rates` noise rates from 0 to 0.6. The three panels show the worst case over the random networks. A value at
-# the bottom of a log-scaled panel ($10^{-17}$ or below, drawn at $10^{-18}$
-# when it is exactly zero) is rounding error: that block of the Hessian is
-# unchanged by the correction.
+# drawn at random), {glue:text}`rates` noise rates from 0 to 0.6. The three
+# panels show the worst case over the random networks. A value at the bottom
+# of a log-scaled panel ($10^{-17}$ or below, drawn at $10^{-18}$ when it is
+# exactly zero) is rounding error: that block of the Hessian is unchanged by
+# the correction.
 
 # %%
 FLOOR = 1e-18
