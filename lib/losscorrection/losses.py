@@ -374,15 +374,16 @@ def _check_kwargs(fn, name: str, kwargs: dict[str, Any], positional: int) -> Non
 def make_loss(name: str, T: ArrayLike | Tensor | None = None, **kwargs: Any) -> nn.Module:
     """Build a loss module ``loss(logits (n, c), target (n,)) -> Tensor`` by name.
 
-    The correction matrix (``log T`` for Eq. 7, ``T⁻¹`` for Eq. 6) is computed
-    once here, stored as a float64 buffer (it moves with ``.to(device)``) and
-    cast to the logits' dtype on use.
+    The correction matrix (``log T`` for the forward correction, ``T⁻¹`` for the
+    backward one) is computed once here, stored as a float64 buffer (it moves
+    with ``.to(device)``) and cast to the logits' dtype on use.
 
     Parameters
     ----------
     name
-        One of :data:`LOSS_NAMES`: ``"forward"`` (ℓ→, Eq. 7) and ``"backward"``
-        (ℓ←, Eq. 6) are the paper's corrections; the others are its baselines.
+        One of :data:`LOSS_NAMES`: ``"forward"`` (ℓ→ = −log Tᵀp̂, Section 4.2)
+        and ``"backward"`` (ℓ← = T⁻¹ℓ, Theorem 1) are the paper's corrections;
+        the others are its baselines.
     T
         ``(c, c)`` row-stochastic noise matrix, ``T[i, j] = p(ỹ = j | y = i)``;
         needed by ``forward`` and ``backward``, refused by the others.
