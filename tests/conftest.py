@@ -49,3 +49,20 @@ def find_real_data_root(names: tuple[str, ...] | list[str] = ()) -> Path:
 def real_data_root(request: pytest.FixtureRequest) -> Path:
     """The folder with the real data sets named by the test's ``real_data`` markers."""
     return find_real_data_root([name for marker in request.node.iter_markers("real_data") for name in marker.args])
+
+
+@pytest.fixture
+def group_checkpoint_paths(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The checkpoint path of every group the runner plans, in order (each group's
+    lock is ``<path>.lock``): a test holds that lock to play another process."""
+    from losscorrection.training import runner
+
+    paths: list[Path] = []
+    checkpoint_path = runner._checkpoint_path
+
+    def recording(*args, **kwargs) -> Path:
+        paths.append(checkpoint_path(*args, **kwargs))
+        return paths[-1]
+
+    monkeypatch.setattr(runner, "_checkpoint_path", recording)
+    return paths

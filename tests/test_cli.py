@@ -183,9 +183,8 @@ def test_weight_decay_scope_without_weight_decay_is_one_line_of_error(tmp_path, 
     assert not ResultStore(tmp_path).path("digits_fc").exists()
 
 
-def test_a_group_another_process_is_training_is_one_line_of_error(tmp_path, capsys, monkeypatch):
-    paths, original = [], runner._checkpoint_path
-    monkeypatch.setattr(runner, "_checkpoint_path", lambda *a, **k: paths.append(original(*a, **k)) or paths[-1])
+def test_a_group_another_process_is_training_is_one_line_of_error(tmp_path, capsys, group_checkpoint_paths):
+    paths = group_checkpoint_paths
     args = ["run", "digits", "--method", "cross_entropy", "--noise", "none", "--profile", "smoke",
             "--device", "cpu", "--results-dir", str(tmp_path), "--quiet"]
     assert cli.main(args) == 0

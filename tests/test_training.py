@@ -822,21 +822,9 @@ def test_stacked_mlp_in_bf16_draws_the_fp32_masks_and_stays_close():
 # ------------------------------------------------------------ concurrent processes
 
 
-def _recorded_checkpoint_paths(monkeypatch) -> list[Path]:
-    paths = []
-
-    def recording(*args, **kwargs):
-        paths.append(runner_checkpoint_path(*args, **kwargs))
-        return paths[-1]
-
-    runner_checkpoint_path = runner._checkpoint_path
-    monkeypatch.setattr(runner, "_checkpoint_path", recording)
-    return paths
-
-
-def test_a_group_another_process_is_training_is_refused(tmp_path, monkeypatch):
+def test_a_group_another_process_is_training_is_refused(tmp_path, group_checkpoint_paths):
     cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
-    paths = _recorded_checkpoint_paths(monkeypatch)
+    paths = group_checkpoint_paths
     training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
     ResultStore(tmp_path).path("digits_fc").unlink()  # as if never stored: the same group would train again
     with locked(paths[0]):  # another process holds the group's lock
