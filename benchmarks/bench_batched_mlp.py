@@ -64,7 +64,7 @@ def batched(data, y_train, y_val, K: int, epochs: int, device: torch.device, bf1
     for k in range(K):
         torch.manual_seed(k)
         modules.append(models.MLP(DIM, CLASSES))
-    stack = training.StackedMLP(modules, list(range(K)), device, bf16=bf16)
+    stack = training.StackedMLP(modules, list(range(K)), training.Runtime(device, bf16=bf16))
     schedule = training.Schedule("adagrad", 0.01, epochs)
     _sync(device)
     started = time.perf_counter()

@@ -70,7 +70,7 @@ def seconds_per_model_epoch(model_class, runs: int, steps: int) -> float:
     for k in range(runs):
         torch.manual_seed(k)
         modules.append(model_class())
-    stack = training.ModuleRuns(modules, torch.device("cpu"), dropout_seeds=list(range(runs)))
+    stack = training.ModuleRuns(modules, training.Runtime("cpu"), dropout_seeds=list(range(runs)))
     started = time.perf_counter()
     training.train_group(
         stack, "cross_entropy", data, y[:n_train].expand(runs, -1).contiguous(),

@@ -95,9 +95,9 @@ def ours(depth: int, x, y, steps: int, batch: int, runs: int, device: torch.devi
     for k in range(runs):
         torch.manual_seed(k)
         modules.append(models.build_model(f"resnet{depth}", 10))
-    bf16 = device.type == "cuda"
-    stack = (training.ModuleRuns(modules, device, bf16=bf16) if mode == "modules"
-             else training.GroupedRuns(modules, device, bf16=bf16, compile=mode == "grouped, compiled"))
+    runtime = training.Runtime(device, bf16=device.type == "cuda")
+    stack = (training.ModuleRuns(modules, runtime) if mode == "modules"
+             else training.GroupedRuns(modules, runtime, compile=mode == "grouped, compiled"))
     group = training.GroupData(
         x[:n].to(device), x[n:n + batch].to(device), x[n:n + batch].to(device), y[n:n + batch].to(device),
         10, pixel_mean=data.pixel_mean(x).to(device), augment=True,

@@ -81,14 +81,15 @@ except data.MissingDataError as err:
 
 schedule = replace(settings.schedule, epochs=epochs) if epochs else settings.schedule
 K = runs or settings.runs
-dev = training.resolve_device(device)
+runtime = training.Runtime(training.resolve_device(device))  # fp32 products: full-precision softmax for T̂
+dev = runtime.device
 group = training.make_group_data(experiment, split, dev)
 y_prime = torch.cat([split.y_train, split.y_val]).numpy()  # clean labels of X' (for diagnosis only)
 if fallback:
     display(Markdown(f"**Note:** {fallback}"))
 report.glue_numbers(data_description=split.description, data_summary=split.summary(), profile=profile, runs=K,
                     epochs=schedule.epochs, optimizer=schedule.optimizer, lr=schedule.lr,
-                    batch=schedule.batch_size, device=str(dev), x_prime=len(y_prime))
+                    batch=schedule.batch_size, device=f"{runtime.describe()}, {runtime.precision}", x_prime=len(y_prime))
 
 # %% [markdown]
 # **{glue:text}`data_description`**\
@@ -147,7 +148,7 @@ def stage_one(noise_rate: float):
                                 "clean test accuracy (%)": accuracy[k].item()})
 
     started = time.perf_counter()
-    stack = training.build_runs(experiment, "cross_entropy", stage_one_cells(noise_rate), split, dev)
+    stack = training.build_runs(experiment, "cross_entropy", stage_one_cells(noise_rate), split, runtime)
     outcomes = training.train_group(
         stack, "cross_entropy", group, y_train, y_val, None, schedule,
         order_seeds=[training.order_seed(k) for k in range(K)], want_probs=True, progress=progress,

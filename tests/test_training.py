@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from losscorrection import data, losses, models, noise, training
+from losscorrection import data, losses, models, noise, store, training
 from losscorrection.training import budget, checkpoint, loop, runner
 from losscorrection.atomic import locked
 from losscorrection.estimation import estimation_error
 from losscorrection.results import COLUMNS, METHODS, ResultStore
 
 CPU = torch.device("cpu")
+CPU_RUNTIME = training.Runtime(CPU)  # fp32, channels-last for convolutional networks
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +60,10 @@ def test_batched_runs_equal_runs_trained_alone(digits, method):
     seeds = [3, 4, 5]
     T, y_tr, y_va = noisy(digits, seeds)
     bn = method in training.BN_HEAD_METHODS
-    together = training.StackedMLP(mlps(seeds, bn_head=bn), seeds, CPU)
+    together = training.StackedMLP(mlps(seeds, bn_head=bn), seeds, CPU_RUNTIME)
     out_together = train(together, method, digits, y_tr, y_va, [T] * 3, seeds)
     for k, seed in enumerate(seeds):
-        alone = training.StackedMLP(mlps([seed], bn_head=bn), [seed], CPU)
+        alone = training.StackedMLP(mlps([seed], bn_head=bn), [seed], CPU_RUNTIME)
         out_alone = train(alone, method, digits, y_tr[k : k + 1], y_va[k : k + 1], [T], [seed])
         assert out_alone[0].test_accuracy == pytest.approx(out_together[k].test_accuracy, abs=1e-9)
         assert out_alone[0].selected_epoch == out_together[k].selected_epoch
@@ -77,9 +78,9 @@ def test_build_runs_initialises_each_run_from_its_seed(digits):
     experiment = training.get_experiment("digits_fc")
     seeds = [3, 5]
     cells = [training.Cell("forward_T", "asymmetric", 0.3, k) for k in seeds]
-    built = training.build_runs(experiment, "forward_T", cells, digits, CPU)
+    built = training.build_runs(experiment, "forward_T", cells, digits, CPU_RUNTIME)
     by_hand = training.StackedMLP(mlps(seeds, **experiment.model_kwargs), [training.dropout_seed(k) for k in seeds],
-                                  CPU)
+                                  CPU_RUNTIME)
     T, y_tr, y_va = noisy(digits, seeds)
     shared = training.make_group_data(experiment, digits, CPU)
     assert shared.pixel_mean is None and not shared.augment  # flat inputs: nothing to normalise or augment
@@ -97,8 +98,8 @@ def test_stacked_mlp_matches_plain_modules(digits):
     rounding grow slowly over many epochs."""
     seeds = [0, 1]
     T, y_tr, y_va = noisy(digits, seeds)
-    stacked = training.StackedMLP(mlps(seeds, dropout=0.0), seeds, CPU)
-    plain = training.ModuleRuns(mlps(seeds, dropout=0.0), CPU)
+    stacked = training.StackedMLP(mlps(seeds, dropout=0.0), seeds, CPU_RUNTIME)
+    plain = training.ModuleRuns(mlps(seeds, dropout=0.0), CPU_RUNTIME)
     one_epoch = replace(SCHEDULE, epochs=1)
     out_s = train(stacked, "forward_T", digits, y_tr, y_va, [T] * 2, seeds, one_epoch)
     out_p = train(plain, "forward_T", digits, y_tr, y_va, [T] * 2, seeds, one_epoch)
@@ -122,7 +123,7 @@ def test_stacked_bn_head_matches_batchnorm():
     noise into steps of either sign, so two implementations drift apart.)"""
     seeds = [0, 1]
     modules = mlps(seeds, dropout=0.0, bn_head=True)
-    stacked = training.StackedMLP(modules, seeds, CPU)
+    stacked = training.StackedMLP(modules, seeds, CPU_RUNTIME)
     x = torch.rand(2, 48, 64, generator=torch.Generator().manual_seed(0))
     target = torch.randint(0, 10, (2, 48), generator=torch.Generator().manual_seed(1))
     for step in range(3):  # running statistics accumulate over steps
@@ -154,7 +155,7 @@ def test_stacked_bn_head_matches_batchnorm():
 def test_selected_epoch_has_the_lowest_validation_loss(digits):
     seeds = [7, 8]
     T, y_tr, y_va = noisy(digits, seeds, rate=0.6)
-    stack = training.StackedMLP(mlps(seeds), seeds, CPU)
+    stack = training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME)
     outcomes = training.train_group(stack, "cross_entropy", group_data(digits), y_tr, y_va, None,
                                     replace(SCHEDULE, epochs=6), seeds, progress=False)
     for out in outcomes:
@@ -171,7 +172,7 @@ def test_selected_epoch_has_the_lowest_validation_loss(digits):
 def test_on_epoch_sees_each_epochs_networks_before_selection(digits):
     seeds = [3, 4]
     T, y_tr, y_va = noisy(digits, seeds, rate=0.6)
-    stack = training.StackedMLP(mlps(seeds), seeds, CPU)
+    stack = training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME)
     seen = {}
 
     def record(epoch, current):
@@ -321,7 +322,7 @@ def test_grouped_resnets_compute_each_run_exactly(bn_head):
     statistics equal those of the K separate modules."""
     seeds = [0, 1, 2]
     separate = resnets(seeds, bn_head)
-    grouped = training.GroupedRuns(resnets(seeds, bn_head), CPU)
+    grouped = training.GroupedRuns(resnets(seeds, bn_head), CPU_RUNTIME)
     x = torch.randn(3, 6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     target = torch.randint(0, 10, (3, 6), generator=torch.Generator().manual_seed(1))
     logits = grouped.forward(x, train=True)
@@ -335,13 +336,13 @@ def test_grouped_resnets_compute_each_run_exactly(bn_head):
     by_name = dict(grouped.model.named_parameters())
     for k, module in enumerate(separate):
         for name, p in module.named_parameters():
-            grad = by_name[name].grad.view(3, -1)[k]
+            grad = by_name[name].grad.reshape(3, -1)[k]  # logical order, in any memory layout
             # atol: the bias in front of a batch-norm head has a zero gradient up to rounding
             torch.testing.assert_close(grad, p.grad.flatten(), rtol=1e-3, atol=1e-4)
         buffers = dict(grouped.model.named_buffers())
         for name, b in module.named_buffers():
             if not name.endswith("num_batches_tracked"):
-                torch.testing.assert_close(buffers[name].view(3, -1)[k], b.flatten(), rtol=1e-4, atol=1e-6)
+                torch.testing.assert_close(buffers[name].reshape(3, -1)[k], b.flatten(), rtol=1e-4, atol=1e-6)
     shared = torch.randn(5, 3, 16, 16)
     evaluated = grouped.forward(shared, train=False, shared=True)
     for k, module in enumerate(separate):
@@ -359,8 +360,8 @@ def test_grouped_training_keeps_the_best_epoch_per_run():
     y_tr = torch.stack([split.y_train] * 2)
     y_va = torch.stack([split.y_val] * 2)
     schedule = training.Schedule("sgd", 0.05, 3, batch_size=16, momentum=0.9, weight_decay=1e-4)
-    stack = training.GroupedRuns(resnets(seeds), CPU)
-    stack.model = stack.model.to(memory_format=torch.channels_last)  # as on a GPU
+    stack = training.GroupedRuns(resnets(seeds), CPU_RUNTIME)
+    assert stack.model.stem.weight.is_contiguous(memory_format=torch.channels_last)  # the runtime's layout
     outcomes = training.train_group(stack, "cross_entropy", group, y_tr, y_va, None, schedule, seeds,
                                     progress=False)
     with torch.no_grad():
@@ -390,10 +391,10 @@ def resumable_setups(digits):
     """(make a fresh stack, data, noisy labels, schedule) for the MLP and the grouped ResNets."""
     seeds = [3, 4]
     T, y_tr, y_va = noisy(digits, seeds, rate=0.4)
-    mlp = (lambda: training.StackedMLP(mlps(seeds), seeds, CPU), group_data(digits), y_tr, y_va,
+    mlp = (lambda: training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME), group_data(digits), y_tr, y_va,
            replace(SCHEDULE, epochs=5))
     images, y_img_tr, y_img_va = tiny_images()
-    resnet = (lambda: training.GroupedRuns(resnets(seeds), CPU), images, torch.stack([y_img_tr] * 2),
+    resnet = (lambda: training.GroupedRuns(resnets(seeds), CPU_RUNTIME), images, torch.stack([y_img_tr] * 2),
               torch.stack([y_img_va] * 2), training.Schedule("sgd", 0.05, 5, batch_size=16, momentum=0.9,
                                                              weight_decay=1e-4, milestones=(2, 4)))
     return {"stacked MLP": mlp, "grouped ResNets": resnet}
@@ -452,8 +453,8 @@ def test_run_cells_removes_the_checkpoint_of_a_stored_group(tmp_path, monkeypatc
 
 def test_compiled_grouped_network_computes_what_the_plain_one_does():
     """``torch.compile`` changes how the grouped forward pass runs, not what it computes."""
-    plain = training.GroupedRuns(resnets([0, 1]), CPU)
-    compiled = training.GroupedRuns(resnets([0, 1]), CPU, compile=True)
+    plain = training.GroupedRuns(resnets([0, 1]), CPU_RUNTIME)
+    compiled = training.GroupedRuns(resnets([0, 1]), CPU_RUNTIME, compile=True)
     x = torch.randn(2, 8, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     target = torch.randint(0, 10, (2, 8), generator=torch.Generator().manual_seed(3))
     for stack in (plain, compiled):
@@ -497,7 +498,7 @@ def test_checkpoints_are_written_at_most_every_checkpoint_seconds(digits, tmp_pa
 
     seeds = [3]
     T, y_tr, y_va = noisy(digits, seeds)
-    training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU), "cross_entropy", group_data(digits),
+    training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME), "cross_entropy", group_data(digits),
                          y_tr, y_va, None, replace(SCHEDULE, epochs=6), seeds, progress=False,
                          on_epoch=half_a_second_per_epoch, checkpoint=tmp_path / "group.pt",
                          checkpoint_seconds=1.0)
@@ -521,7 +522,7 @@ def test_a_resumed_group_reports_the_time_of_an_uninterrupted_one(digits, tmp_pa
             if epoch == stop_at:
                 raise Interrupted
 
-        return training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU), "cross_entropy",
+        return training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME), "cross_entropy",
                                     group_data(digits), y_tr, y_va, None, schedule, seeds, progress=False,
                                     on_epoch=one_second_per_epoch, checkpoint_seconds=0.0, **kwargs)
 
@@ -548,7 +549,7 @@ def test_a_deadline_checkpoints_the_last_epoch_that_fits_and_the_same_call_conti
             clock["now"] += 1.0
 
         torch.manual_seed(123)
-        return training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU), "cross_entropy",
+        return training.train_group(training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME), "cross_entropy",
                                     group_data(digits), y_tr, y_va, None, schedule, seeds, progress=False,
                                     on_epoch=one_second_per_epoch, checkpoint_seconds=100.0, **kwargs)
 
@@ -594,7 +595,7 @@ def test_a_run_ends_bit_identical_alone_and_in_a_group(digits, setup):
     seeds = [3, 4, 5]
 
     def train_runs(indices):
-        stack = training.ModuleRuns(build([seeds[i] for i in indices]), CPU,
+        stack = training.ModuleRuns(build([seeds[i] for i in indices]), CPU_RUNTIME,
                                     dropout_seeds=[training.dropout_seed(seeds[i]) for i in indices])
         outcomes = training.train_group(
             stack, "cross_entropy", group, y_tr[indices], y_va[indices], None, schedule,
@@ -635,7 +636,7 @@ def test_per_run_augmentation_does_not_depend_on_the_group():
 def test_weight_decay_scope(scope):
     """``kernels`` (the authors' code): gradient 2λw on convolution and dense
     kernels, nothing on biases and batch-norm scales; ``all``: λw on everything."""
-    stack = training.ModuleRuns(resnets([0]), CPU)
+    stack = training.ModuleRuns(resnets([0]), CPU_RUNTIME)
     schedule = training.Schedule("sgd", lr=1.0, epochs=1, weight_decay=0.1, weight_decay_scope=scope)
     opt, _ = loop._optimizer(schedule, stack)
     before = {name: p.detach().clone() for name, p in stack.modules[0].named_parameters()}
@@ -754,6 +755,34 @@ def test_auto_precision_uses_bf16_where_it_pays():
     assert not training.auto_bf16("imdb_embedding", cpu, cpu_bf16=True)
 
 
+def test_runtime_resolves_device_and_precision_once():
+    embedding = training.Runtime.resolve("imdb_embedding", "cpu")
+    assert embedding.device == CPU and not embedding.bf16 and embedding.precision == "fp32"
+    assert training.Runtime.resolve("resnet14", "cpu").bf16 == training.auto_bf16("resnet14", CPU)
+    assert training.Runtime.resolve("mlp", "cpu", "bf16").precision == "bf16"
+    assert training.Runtime.resolve("resnet14", "cpu", "fp32").precision == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; known: auto, fp32, bf16"):
+        training.Runtime.resolve("mlp", "cpu", "fp16")
+    assert training.Runtime("cpu").describe() == store.device_description(CPU)
+
+
+def test_runtime_lays_out_only_convolutional_networks_channels_last_and_sets_the_precision():
+    runtime, plain = training.Runtime("cpu"), training.Runtime("cpu", channels_last=False)
+    resnet = runtime.place(models.build_model("resnet14", 10))
+    assert runtime.uses_channels_last(resnet) and resnet.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.uses_channels_last(resnet)
+    assert not runtime.uses_channels_last(runtime.place(models.MLP(20, 4, hidden=(8,))))
+    images = torch.randn(2, 3, 8, 8)
+    assert runtime.images(images).is_contiguous(memory_format=torch.channels_last)
+    flat = images.flatten(1)
+    assert plain.images(images) is images and runtime.images(flat) is flat  # only image batches change layout
+    ones = torch.ones(2, 2)
+    with training.Runtime("cpu", bf16=True).autocast():
+        assert torch.mm(ones, ones).dtype == torch.bfloat16
+    with runtime.autocast():
+        assert torch.mm(ones, ones).dtype == torch.float32
+
+
 @pytest.mark.parametrize("override, label", [
     ({"lr": 0.1}, "smoke:lr=0.1"),
     ({"weight_decay_scope": "all"}, "smoke:weight_decay_scope=all"),
@@ -794,7 +823,7 @@ def test_module_runs_feed_convolutional_models_channels_last():
     torch.manual_seed(0)
     net = models.build_model("resnet14", 10)
     reference = copy.deepcopy(net).eval()
-    stack = training.ModuleRuns([net], torch.device("cpu"))
+    stack = training.ModuleRuns([net], CPU_RUNTIME)
     assert stack.channels_last
     assert net.stem.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 4, 3, 32, 32)
@@ -810,7 +839,7 @@ def test_stacked_mlp_in_bf16_draws_the_fp32_masks_and_stays_close():
     x = torch.rand(3, 32, 20)
     outputs = {}
     for bf16 in (False, True):
-        stack = training.StackedMLP(copy.deepcopy(modules), [7, 8, 9], torch.device("cpu"), bf16=bf16)
+        stack = training.StackedMLP(copy.deepcopy(modules), [7, 8, 9], training.Runtime("cpu", bf16=bf16))
         train = stack.forward(x, train=True)
         outputs[bf16] = (train, stack.forward(x, train=False))
         assert train.dtype == torch.float32

@@ -72,7 +72,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a network argument that differs from the experiment's, e.g. output_init=uniform "
                              "(repeatable; stored under the profile label <profile>:KEY=VALUE)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    parser.add_argument("--precision", choices=training.PRECISIONS, default="auto",
                         help="auto: bf16 autocast for the ResNets and the LSTM on CUDA, and for all but the "
                              "IMDB embedding model on CPUs with native bf16 arithmetic")
     parser.add_argument("--max-group", type=int, default=32,

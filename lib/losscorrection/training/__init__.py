@@ -13,6 +13,8 @@ Modules, from the bottom up:
 
 - :mod:`~losscorrection.training.experiments`: the registry of experiments,
   profiles, cells, seeds, true T and noisy labels;
+- :mod:`~losscorrection.training.runtime`: the device, precision and memory
+  layout of the runs, decided once per call;
 - :mod:`~losscorrection.training.runs`: K networks as one batched model;
 - :mod:`~losscorrection.training.objective`: the per-run losses of every method;
 - :mod:`~losscorrection.training.checkpoint`: saving and resuming a group;
@@ -40,7 +42,8 @@ from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_gro
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
-from .runner import GroupBusy, auto_bf16, build_runs, ensure_results, make_group_data, resolve_device, run_cells
+from .runner import GroupBusy, build_runs, ensure_results, make_group_data, run_cells
+from .runtime import PRECISIONS, Runtime, auto_bf16, resolve_device
 from .studies import (
     IMAGE_DEPENDENCE_FILE, JPEG_PENALTY_KEYS, cifar10n_image_dependence, jpeg_penalty, jpeg_penalty_rows,
     jpeg_penalty_summary,
@@ -63,6 +66,7 @@ __all__ = [
     "IDENTITY_MIXES",
     "IMDB_SETTINGS",
     "MNIST_SETTINGS",
+    "PRECISIONS",
     "PROFILES",
     "STAGE_ONE",
     "Cell",
@@ -76,6 +80,7 @@ __all__ = [
     "ProfileSettings",
     "RunOutcome",
     "RunStack",
+    "Runtime",
     "Schedule",
     "StackedMLP",
     "TimeLimitReached",

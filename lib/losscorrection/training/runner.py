@@ -27,7 +27,7 @@ from .. import models
 from ..atomic import LockHeld, locked
 from ..estimation import estimate_transition, estimation_error
 from ..methods import STAGE_ONE, method_spec
-from ..store import CELL_KEY, ResultStore, cell_key, device_description, git_commit, timestamp
+from ..store import CELL_KEY, ResultStore, cell_key, git_commit, timestamp
 from .budget import describe_duration, estimate_seconds
 from .experiments import (
     Cell, Experiment, NoisyLabels, Schedule, augment_seed, dropout_seed, get_experiment, noisy_labels,
@@ -36,23 +36,13 @@ from .experiments import (
 from .loop import GroupData, train_group
 from .objective import correction_matrices, identity_mix_for
 from .runs import GroupedRuns, ModuleRuns, RunStack, StackedMLP
+from .runtime import Runtime, auto_bf16
 
-__all__ = ["auto_bf16", "ensure_results", "resolve_device", "run_cells"]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: CUDA when available, else the CPU; ValueError when CUDA is asked
-    for and absent."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu)")
-    return device
+__all__ = ["build_runs", "ensure_results", "make_group_data", "run_cells"]
 
 
 def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: data_module.Split,
-               device: torch.device, bf16: bool = False) -> RunStack:
+               runtime: Runtime) -> RunStack:
     """The networks of one group of runs, batched in the fastest way the model
     allows (see :mod:`losscorrection.training.runs`), ready for :func:`train_group`.
 
@@ -67,8 +57,8 @@ def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: da
         and draws its dropout masks from its own seed.
     split
         Gives the number of classes and the input size.
-    device, bf16
-        Where the runs train, and whether under bf16 autocast.
+    runtime
+        Where the runs train, in what precision and memory layout.
     """
     modules = []
     for cell in cells:
@@ -80,10 +70,10 @@ def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: da
             )
         )
     if isinstance(modules[0], models.MLP):
-        return StackedMLP(modules, [dropout_seed(c.seed) for c in cells], device, bf16=bf16)
-    if device.type == "cuda" and isinstance(modules[0], models.PreActResNet):
-        return GroupedRuns(modules, device, bf16=bf16)
-    return ModuleRuns(modules, device, bf16=bf16, dropout_seeds=[dropout_seed(c.seed) for c in cells])
+        return StackedMLP(modules, [dropout_seed(c.seed) for c in cells], runtime)
+    if runtime.device.type == "cuda" and isinstance(modules[0], models.PreActResNet):
+        return GroupedRuns(modules, runtime)
+    return ModuleRuns(modules, runtime, dropout_seeds=[dropout_seed(c.seed) for c in cells])
 
 
 def make_group_data(experiment: Experiment, split: data_module.Split, device: torch.device) -> GroupData:
@@ -188,17 +178,14 @@ def run_cells(
     pending, estimated, stage_one = _plan(experiment, cells, label, store, done)
     if not pending:
         return pd.DataFrame()
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}; known: auto, fp32, bf16")
-    device = resolve_device(device)
-    bf16 = precision == "bf16" or (precision == "auto" and auto_bf16(experiment.model, device))
+    runtime = Runtime.resolve(experiment.model, device, precision)
     if split is None:
         split = data_module.load_dataset(experiment.dataset, data_root, limit=limit, **experiment.dataset_kwargs)
-    group_data = make_group_data(experiment, split, device)
+    group_data = make_group_data(experiment, split, runtime.device)
     labels = {key: noisy_labels(experiment, split, *key) for key in {c.noise_key for c in pending}}
     provenance = dict(
         experiment=experiment.key, model=experiment.model, profile=label, epochs=schedule.epochs,
-        train_size=len(split.y_train), precision="bf16" if bf16 else "fp32", device=device_description(device),
+        train_size=len(split.y_train), precision=runtime.precision, device=runtime.describe(),
         torch_version=torch.__version__, git_commit=git_commit(),
     )
 
@@ -214,7 +201,7 @@ def run_cells(
         for start in range(0, len(method_cells), max_runs_per_group):
             group = method_cells[start : start + max_runs_per_group]
             checkpoint = _checkpoint_path(results_dir, experiment, method, group, label, schedule,
-                                          (split.sizes, labels_digest), device, bf16)
+                                          (split.sizes, labels_digest), runtime)
             with _group_lock(checkpoint, experiment, method, group):
                 done = store.done_cells(experiment.key)  # another process may have stored the group meanwhile
                 if all(cell_key(c.method, *c.noise_key, label) in done for c in group):
@@ -224,8 +211,8 @@ def run_cells(
                     continue
                 rows, transitions = _train_cells(
                     experiment=experiment, method=method, group=group, split=split, group_data=group_data,
-                    labels=labels, estimated=estimated, schedule=schedule, device=device, progress=progress,
-                    provenance=provenance, bf16=bf16, checkpoint=checkpoint, deadline=deadline,
+                    labels=labels, estimated=estimated, schedule=schedule, runtime=runtime, progress=progress,
+                    provenance=provenance, checkpoint=checkpoint, deadline=deadline,
                 )
                 estimated.update(transitions)
                 store.put_transitions(
@@ -273,25 +260,6 @@ def _plan(experiment: Experiment, cells: Iterable[Cell], label: str, store: Resu
     return pending, estimated, list(dict.fromkeys(stage_one))
 
 
-def auto_bf16(model: str, device: torch.device, cpu_bf16: bool | None = None) -> bool:
-    """Whether ``precision="auto"`` trains ``model`` under bfloat16 autocast on ``device``.
-
-    On CUDA every model but the MLP (as before). On a CPU with native bf16
-    arithmetic (``cpu_bf16``, default: AVX-512 BF16 or AMX) the residual
-    networks, the LSTM and the MLP: there bf16 and the channels-last layout
-    train ResNet-14 2.3x faster than fp32 (1,435 against 631 images/s on a
-    2-core AVX-512 BF16 CPU), and the MNIST-10k block trained in bf16 matches
-    the fp32 one in all 40 cells (Welch p >= 0.05, mean difference -0.02
-    points). The IMDB embedding model stays in fp32: its cost is memory
-    traffic, which autocast does not cut."""
-    if device.type == "cuda":
-        return model != "mlp"
-    if cpu_bf16 is None:
-        cpu_bf16 = any(getattr(torch.cpu, probe, lambda: False)()
-                       for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return cpu_bf16 and model != "imdb_embedding"
-
-
 def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, limit: int | None,
                      own_data: bool, lr: float | None = None,
                      weight_decay_scope: str | None = None) -> tuple[Schedule, int | None, str]:
@@ -312,11 +280,12 @@ def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, l
 
 
 def _checkpoint_path(results_dir: str | Path, experiment: Experiment, method: str, group: list[Cell], profile: str,
-                     schedule: Schedule, data_identity: tuple, device: torch.device, bf16: bool) -> Path:
+                     schedule: Schedule, data_identity: tuple, runtime: Runtime) -> Path:
     """Where a group's unfinished training is kept (``<results>/.partial/``, ignored
     by git): named by everything that determines the group's training, the data
-    (``data_identity``: its sizes and a digest of its labels) included."""
-    what = repr((experiment.key, method, profile, schedule, data_identity, device.type, bf16,
+    (``data_identity``: its sizes and a digest of its labels) and the device
+    type and precision included."""
+    what = repr((experiment.key, method, profile, schedule, data_identity, runtime.device.type, runtime.bf16,
                  [(c.method, *c.noise_key) for c in group]))
     digest = hashlib.sha1(what.encode()).hexdigest()[:16]
     return Path(results_dir) / ".partial" / f"{experiment.key}-{method}-{digest}.pt"
@@ -325,16 +294,16 @@ def _checkpoint_path(results_dir: str | Path, experiment: Experiment, method: st
 def _train_cells(
     *, experiment: Experiment, method: str, group: list[Cell], split: data_module.Split,
     group_data: GroupData, labels: dict[tuple, NoisyLabels], estimated: dict[tuple, np.ndarray],
-    schedule: Schedule, device: torch.device, progress: bool, provenance: dict, bf16: bool, checkpoint: Path,
+    schedule: Schedule, runtime: Runtime, progress: bool, provenance: dict, checkpoint: Path,
     deadline: float | None,
 ) -> tuple[list[dict], dict[tuple, np.ndarray]]:
     """Train one group of runs of one method (resuming from ``checkpoint`` when it
     exists); return result rows and new T̂s (stage 1)."""
     uses_estimate = method_spec(method).estimated_T
     transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
-    matrices = correction_matrices(method, transitions, device)
-    stack = build_runs(experiment, method, group, split, device, bf16)
-    y_train, y_val = stacked_labels([labels[c.noise_key] for c in group], device)
+    matrices = correction_matrices(method, transitions, runtime.device)
+    stack = build_runs(experiment, method, group, split, runtime)
+    y_train, y_val = stacked_labels([labels[c.noise_key] for c in group], runtime.device)
     outcomes = train_group(
         stack, method, group_data, y_train, y_val, matrices, schedule,
         order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
@@ -442,17 +411,17 @@ def _over_budget_note(experiment: Experiment, cells: list[Cell], profile: str, e
     if not runs:
         return None
     size = min(data_module.nominal_train_size(experiment.dataset), limit or math.inf)
-    here = resolve_device(device)
+    here = Runtime.resolve(experiment.model, device)
     stored = store.load_all()  # other experiments' runs calibrate the estimate too
-    cost = estimate_seconds(experiment, runs, schedule, size, here.type, stored,
-                            bf16=auto_bf16(experiment.model, here))
+    cost = estimate_seconds(experiment, runs, schedule, size, here.device.type, stored, bf16=here.bf16)
     if cost <= budget_seconds:
         return None
-    where = "on this CPU" if here.type == "cpu" else "on this GPU"
+    on_cpu = here.device.type == "cpu"
     gpu = estimate_seconds(experiment, runs, schedule, size, "cuda", stored,
                            bf16=auto_bf16(experiment.model, torch.device("cuda")))
-    on_gpu = f", {describe_duration(gpu)} on one H100-class GPU" if here.type == "cpu" and math.isfinite(gpu) else ""
+    on_gpu = f", {describe_duration(gpu)} on one H100-class GPU" if on_cpu and math.isfinite(gpu) else ""
     figure = " --with-figure" if experiment.figure else ""
+    where = "on this CPU" if on_cpu else "on this GPU"
     return (f"not run here: {runs} runs, {describe_duration(cost)} {where}{on_gpu}: "
             f"`losscorrection sweep {experiment.key}{figure} --profile {profile}`")
 

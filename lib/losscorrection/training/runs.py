@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import models
+from .runtime import Runtime
 
 __all__ = ["GroupedLinear", "GroupedRuns", "ModuleRuns", "RunStack", "StackedMLP", "group_modules"]
 
@@ -70,14 +71,14 @@ class StackedMLP:
     is one batched product per layer. Inputs are ``(K, B, d)`` (per-run batches)
     or ``(N, d)`` (one set shared by every run); outputs ``(K, B, c)`` logits.
     The optional batch-normalised head keeps per-run running statistics and,
-    when affine, a per-run scale ``(K, 1, c)`` and shift ``(K, 1, c)``. With
-    ``bf16`` the products run under bfloat16 autocast (weights, head and
-    losses stay in float32).
+    when affine, a per-run scale ``(K, 1, c)`` and shift ``(K, 1, c)``. Under
+    a bf16 ``runtime`` the products run under bfloat16 autocast (weights, head
+    and losses stay in float32).
     """
 
-    def __init__(self, modules: list[models.MLP], dropout_seeds: list[int], device: torch.device,
-                 bf16: bool = False) -> None:
-        self.bf16 = bf16
+    def __init__(self, modules: list[models.MLP], dropout_seeds: list[int], runtime: Runtime) -> None:
+        self.runtime = runtime
+        device = runtime.device
         layers = [m.linear_layers() for m in modules]
         self.weights = [
             torch.stack([ls[i].weight.detach().t() for ls in layers]).to(device).requires_grad_()
@@ -116,7 +117,7 @@ class StackedMLP:
         """``shared`` inputs ``(N, d)`` broadcast against the stacked weights."""
         h = x
         last = len(self.weights) - 1
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with self.runtime.autocast():
             for i, (W, b) in enumerate(zip(self.weights, self.biases)):
                 h = torch.matmul(h, W) + b
                 if i < last:
@@ -164,22 +165,17 @@ class ModuleRuns:
     draw from the run's own generator, seeded by ``dropout_seeds``: torch's
     global generator is set to the run's stream for its forward pass and
     restored afterwards, so a run's masks do not depend on the runs beside it.
-    Convolutional models use the channels-last memory format (faster on CUDA
-    and on the CPU: 878 against 631 images/s for ResNet-14 in fp32 on two
-    AVX-512 cores); with ``bf16`` the forward pass runs under bfloat16 autocast
-    (losses stay in float32).
+    The ``runtime`` places the modules (channels-last for convolutional ones)
+    and sets the forward pass's precision (losses stay in float32).
     """
 
-    def __init__(self, modules: list[nn.Module], device: torch.device, bf16: bool = False,
-                 dropout_seeds: list[int] | None = None) -> None:
-        self.modules = [m.to(device) for m in modules]
-        self.device = device
-        self.bf16 = bf16
-        self.channels_last = any(isinstance(layer, nn.Conv2d) for m in self.modules for layer in m.modules())
-        if self.channels_last:
-            self.modules = [m.to(memory_format=torch.channels_last) for m in self.modules]
+    def __init__(self, modules: list[nn.Module], runtime: Runtime, dropout_seeds: list[int] | None = None) -> None:
+        self.runtime = runtime
+        self.device = runtime.device
+        self.channels_last = runtime.uses_channels_last(modules[0])
+        self.modules = [runtime.place(m) for m in modules]
         seeds = range(len(modules)) if dropout_seeds is None else dropout_seeds
-        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
 
     def parameters(self) -> list[Tensor]:
         return [p for m in self.modules for p in m.parameters()]
@@ -197,15 +193,14 @@ class ModuleRuns:
         returns float32 logits ``(K, B, c)``."""
         outputs = []
         cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda, device_type=self.device.type), \
-                torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.random.fork_rng(devices=cuda, device_type=self.device.type), self.runtime.autocast():
             shared_stream = self._global_generator()
             for module, own_stream in zip(self.modules, self.generators):
                 module.train(train)
                 shared_stream.set_state(own_stream.get_state())
                 inputs = x if shared else x[len(outputs)]
-                if self.channels_last and inputs.dim() == 4:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                if self.channels_last:
+                    inputs = self.runtime.images(inputs)
                 outputs.append(module(inputs))
                 own_stream.set_state(shared_stream.get_state())
         return torch.stack(outputs).float()
@@ -289,19 +284,18 @@ class GroupedRuns:
     """K runs of a convolutional network trained as one grouped network
     (:func:`group_modules`): one kernel per layer for all runs, which is what
     keeps a GPU busy with small CIFAR ResNets. Same interface as :class:`StackedMLP`;
-    each run computes exactly what its own module would. ``compile=True`` runs
-    the forward pass through ``torch.compile`` (same parameters and state).
+    each run computes exactly what its own module would. The ``runtime``
+    places the network (channels-last unless turned off) and sets the forward
+    pass's precision. ``compile=True`` runs the forward pass through
+    ``torch.compile`` (same parameters and state).
     """
 
-    def __init__(self, modules: list[nn.Module], device: torch.device, bf16: bool = False,
-                 compile: bool = False) -> None:
+    def __init__(self, modules: list[nn.Module], runtime: Runtime, compile: bool = False) -> None:
         self.K = len(modules)
-        self.model = group_modules(modules).to(device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.runtime = runtime
+        self.device = runtime.device
+        self.model = runtime.place(group_modules(modules))
         self.network = torch.compile(self.model) if compile else self.model
-        self.device = device
-        self.bf16 = bf16
 
     def parameters(self) -> list[Tensor]:
         return list(self.model.parameters())
@@ -318,10 +312,9 @@ class GroupedRuns:
         returns float32 logits ``(K, B, c)``."""
         x = x.repeat(1, self.K, 1, 1) if shared else x.transpose(0, 1).reshape(
             x.shape[1], -1, *x.shape[3:])
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.runtime.images(x)
         self.model.train(train)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with self.runtime.autocast():
             out = self.network(x)
         return out.float().reshape(x.shape[0], self.K, -1).transpose(0, 1)
 

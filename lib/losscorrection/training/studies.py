@@ -29,16 +29,18 @@ import torch
 from .. import data as data_module
 from ..atomic import atomic_write_text
 from ..noise import image_dependence
-from ..store import ResultStore, device_description, git_commit, timestamp
+from ..store import ResultStore, git_commit, timestamp
 from .experiments import Cell, Experiment, Schedule, get_experiment, order_seed
 from .loop import GroupData, _evaluate, train_group
-from .runner import _resolve_profile, auto_bf16, build_runs, resolve_device, run_cells
+from .runner import _resolve_profile, build_runs, run_cells
+from .runtime import Runtime
 
 __all__ = ["IMAGE_DEPENDENCE_FILE", "JPEG_PENALTY_KEYS", "cifar10n_image_dependence", "jpeg_penalty",
            "jpeg_penalty_rows", "jpeg_penalty_summary"]
 
 JPEG_PENALTY_KEYS = {"lossless": "cifar10first4000_lossless_resnet14", "jpeg": "cifar10first4000_jpeg_resnet14"}
 IMAGE_DEPENDENCE_FILE = "cifar10n_image_dependence.json"
+_PROBE_EXPERIMENT = "cifar10n_resnet14"  # the probes' network and data (clean labels)
 
 
 def _subset_experiment(version: str) -> Experiment:
@@ -99,14 +101,14 @@ def _probe_schedule(epochs: int) -> Schedule:
 
 
 def _out_of_fold_probabilities(split: data_module.Split, folds: int, epochs: int, seed: int,
-                               device: torch.device, progress: bool) -> tuple[np.ndarray, list[float]]:
+                               runtime: Runtime, progress: bool) -> tuple[np.ndarray, list[float]]:
     """Softmax ``(n_train, c)`` of each training image from a ResNet-14 trained on
     the clean labels of the other folds (5 % of them held out to pick the epoch),
     and each fold's accuracy on its own images."""
-    experiment = get_experiment("cifar10n_resnet14")
+    experiment = get_experiment(_PROBE_EXPERIMENT)
     n = len(split.y_train)
     fold_of = np.random.default_rng(seed).permutation(n) % folds
-    x, y = split.x_train, split.y_train
+    x, y, device = split.x_train, split.y_train, runtime.device
     probs, accuracies = np.zeros((n, split.num_classes)), []
     for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
@@ -118,8 +120,7 @@ def _out_of_fold_probabilities(split: data_module.Split, folds: int, epochs: int
             pixel_mean=data_module.pixel_mean(x[train]).to(device), augment=True,
         )
         cell = Cell("cross_entropy", "none", 0.0, seed + fold)
-        stack = build_runs(experiment, "cross_entropy", [cell], split, device,
-                           bf16=auto_bf16(experiment.model, device))
+        stack = build_runs(experiment, "cross_entropy", [cell], split, runtime)
         outcome = train_group(stack, "cross_entropy", group_data, y[train][None].to(device), y[val][None].to(device),
                               None, _probe_schedule(epochs), [order_seed(cell.seed)], progress=progress,
                               desc=f"probe network, fold {fold + 1}/{folds}")[0]
@@ -139,10 +140,10 @@ def cifar10n_image_dependence(data_root: str | Path | None = None, *, folds: int
     Returns that record: per label set the statistic, its null mean and std,
     z, p-value and number of mislabelled images; the probes' accuracies on the
     images they never saw; and the provenance."""
-    device = resolve_device(device)
+    runtime = Runtime.resolve(get_experiment(_PROBE_EXPERIMENT).model, device)
     split = data_module.load_dataset("cifar10n", data_root, progress=progress)
     started = time.perf_counter()
-    probs, accuracies = _out_of_fold_probabilities(split, folds, epochs, seed, device, progress)
+    probs, accuracies = _out_of_fold_probabilities(split, folds, epochs, seed, runtime, progress)
     tests = {}
     for name, (human, _) in split.label_sets.items():
         result = image_dependence(probs, split.y_train, human, permutations, seed)
@@ -150,7 +151,7 @@ def cifar10n_image_dependence(data_root: str | Path | None = None, *, folds: int
                        for key, value in {**asdict(result), "z": result.z}.items()}  # JSON has no NaN
     record = dict(
         label_sets=tests, probe_accuracy=accuracies, folds=folds, epochs=epochs, train_size=len(split.y_train),
-        seconds=round(time.perf_counter() - started, 1), device=device_description(device),
+        seconds=round(time.perf_counter() - started, 1), device=runtime.describe(), precision=runtime.precision,
         torch_version=torch.__version__, git_commit=git_commit(), timestamp=timestamp(),
     )
     atomic_write_text(Path(results_dir) / IMAGE_DEPENDENCE_FILE, json.dumps(record, indent=1) + "\n")
