@@ -132,10 +132,11 @@ if record_path.is_file():
              "p": p_text(t)}
             for name, t in record["label_sets"].items() if t["mislabelled"]]
     display(Markdown(pd.DataFrame(rows).to_markdown(index=False)))
+    precision = f", {record['precision']}" if "precision" in record else ""  # older records lack it
     display(Markdown(
         f"Probes: {record['folds']} folds, {record['epochs']} epochs each, accuracy on the unseen half "
         f"{' and '.join(f'{a:.1f} %' for a in record['probe_accuracy'])}; {record['train_size']:,} training "
-        f"images; {record['device']}{', ' + record['precision'] if 'precision' in record else ''}, torch {record['torch_version']}, commit {record['git_commit']}, "
+        f"images; {record['device']}{precision}, torch {record['torch_version']}, commit {record['git_commit']}, "
         f"{record['seconds'] / 60:.0f} min."))
 else:
     display(Markdown("*Not run here yet: `losscorrection study image-dependence` writes "

@@ -89,7 +89,8 @@ if fallback:
     display(Markdown(f"**Note:** {fallback}"))
 report.glue_numbers(data_description=split.description, data_summary=split.summary(), profile=profile, runs=K,
                     epochs=schedule.epochs, optimizer=schedule.optimizer, lr=schedule.lr,
-                    batch=schedule.batch_size, device=f"{runtime.describe()}, {runtime.precision}", x_prime=len(y_prime))
+                    batch=schedule.batch_size, device=f"{runtime.describe()}, {runtime.precision}",
+                    x_prime=len(y_prime))
 
 # %% [markdown]
 # **{glue:text}`data_description`**\
