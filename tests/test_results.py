@@ -278,11 +278,16 @@ def test_transition_heatmaps_stay_readable_with_many_classes(classes):
         plt.close(fig)
 
 
-def test_provenance_counts_runs_devices_and_training_time():
-    frame = pd.DataFrame({"device": ["cpu: x86_64", "cuda: H200", "cuda: H200"],
-                          "wall_seconds": [60.0, 30.0, 30.0]})
-    assert report.provenance(frame) == "3 runs on cpu: x86_64, cuda: H200; 2.0 min of training in all."
-    assert report.provenance(frame.iloc[:1]) == "1 run on cpu: x86_64; 1.0 min of training in all."
+def test_provenance_counts_runs_per_device_and_precision_and_training_time():
+    frame = pd.DataFrame({"device": ["cpu: x86_64, 1 thread", "cuda: H200", "cuda: H200", "cuda: H200"],
+                          "precision": ["fp32", "bf16", "bf16", "fp32"],
+                          "wall_seconds": [60.0, 30.0, 30.0, 60.0]})
+    assert report.provenance(frame) == ("4 runs: 1 on cpu: x86_64, 1 thread (fp32) and 2 on cuda: H200 (bf16) "
+                                        "and 1 on cuda: H200 (fp32); 3.0 min of training in all.")
+    assert report.provenance(frame.iloc[1:3]) == "2 runs on cuda: H200 (bf16); 1.0 min of training in all."
+    assert report.provenance(frame.iloc[:1]) == "1 run on cpu: x86_64, 1 thread (fp32); 1.0 min of training in all."
+    assert report.provenance(frame.drop(columns="precision").iloc[1:3]) == (
+        "2 runs on cuda: H200; 1.0 min of training in all.")  # frames without the column: devices only
     assert report.provenance(frame.iloc[:0]) == ""
 
 

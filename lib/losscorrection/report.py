@@ -51,13 +51,20 @@ def _runs(experiment: training.Experiment, profile: str, runs: int | None) -> in
 
 
 def provenance(frame: pd.DataFrame) -> str:
-    """One line of where runs come from: how many, on which devices, how much training time."""
+    """One line of where runs come from: how many, on which devices and (where
+    the ``precision`` column is stored) in which precision, and how much
+    training time. Runs of more than one device or precision are counted per
+    kind: ``4 runs: 3 on cpu: x86_64 (fp32) and 1 on cuda: H200 (bf16); …``."""
     if frame.empty:
         return ""
-    devices = ", ".join(sorted(set(frame["device"].astype(str))))
-    wall = frame["wall_seconds"].sum()
+    kinds = frame["device"].astype(str)
+    if "precision" in frame:
+        kinds = kinds + " (" + frame["precision"].astype(str) + ")"
+    counts = kinds.value_counts().sort_index()
     runs = f"{len(frame)} run{'s' if len(frame) != 1 else ''}"
-    return f"{runs} on {devices}; {wall / 60:.1f} min of training in all."
+    where = (f"{runs} on {counts.index[0]}" if len(counts) == 1
+             else f"{runs}: " + " and ".join(f"{count} on {kind}" for kind, count in counts.items()))
+    return f"{where}; {frame['wall_seconds'].sum() / 60:.1f} min of training in all."
 
 
 def variants_table(results_dir, experiment: str, method: str = "cross_entropy", noise: str = "none",
