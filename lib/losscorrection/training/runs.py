@@ -171,11 +171,10 @@ class ModuleRuns:
 
     def __init__(self, modules: list[nn.Module], runtime: Runtime, dropout_seeds: list[int] | None = None) -> None:
         self.runtime = runtime
-        self.device = runtime.device
         self.channels_last = runtime.uses_channels_last(modules[0])
         self.modules = [runtime.place(m) for m in modules]
         seeds = range(len(modules)) if dropout_seeds is None else dropout_seeds
-        self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        self.generators = [torch.Generator(device=runtime.device).manual_seed(s) for s in seeds]
 
     def parameters(self) -> list[Tensor]:
         return [p for m in self.modules for p in m.parameters()]
@@ -184,16 +183,18 @@ class ModuleRuns:
         return [p for m in self.modules for p in _kernels(m)]
 
     def _global_generator(self) -> torch.Generator:
-        if self.device.type == "cuda":
-            return torch.cuda.default_generators[self.device.index or torch.cuda.current_device()]
+        device = self.runtime.device
+        if device.type == "cuda":
+            return torch.cuda.default_generators[device.index or torch.cuda.current_device()]
         return torch.default_generator
 
     def forward(self, x: Tensor, train: bool, shared: bool = False) -> Tensor:
         """``x``: ``(K, B, ...)`` per-run inputs, or ``(N, ...)`` when ``shared``;
         returns float32 logits ``(K, B, c)``."""
         outputs = []
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda, device_type=self.device.type), self.runtime.autocast():
+        device = self.runtime.device
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, device_type=device.type), self.runtime.autocast():
             shared_stream = self._global_generator()
             for module, own_stream in zip(self.modules, self.generators):
                 module.train(train)
@@ -293,7 +294,6 @@ class GroupedRuns:
     def __init__(self, modules: list[nn.Module], runtime: Runtime, compile: bool = False) -> None:
         self.K = len(modules)
         self.runtime = runtime
-        self.device = runtime.device
         self.model = runtime.place(group_modules(modules))
         self.network = torch.compile(self.model) if compile else self.model
 
@@ -322,7 +322,7 @@ class GroupedRuns:
         return [t.detach().clone() for t in self.state()]
 
     def keep_best(self, best: list[Tensor], improved: Tensor) -> None:
-        improved = improved.to(self.device)
+        improved = improved.to(self.runtime.device)
         for saved, current in zip(best, self.state()):
             # runs are blocks along dim 0 in any memory format (channels-last included)
             saved.unflatten(0, (self.K, -1))[improved] = current.detach().unflatten(0, (self.K, -1))[improved]
