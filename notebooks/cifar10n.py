@@ -193,9 +193,9 @@ else:
     stage_one = ResultStore(common["results_dir"]).load("cifar10n_resnet14")
     stage_one = stage_one[(stage_one["method"] == "cross_entropy") & (stage_one["profile"] == common["profile"])
                           & stage_one["noise"].isin(errors.index)]
-    devices = ", ".join(sorted(set(stage_one["device"].astype(str)))) or "unknown device"
+    trained = report.provenance(stage_one) or "their runs are not in this store."
     display(Markdown(errors.to_markdown() + f"\n\nStage-1 networks: ResNet-14, `{common['profile']}` profile, "
-                     f"one T̂ per run, trained on {devices}."))
+                     f"one T̂ per run; {trained}"))
 
 # %% [markdown]
 # ## Context: the CIFAR-N benchmark
