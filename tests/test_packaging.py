@@ -143,19 +143,25 @@ def test_the_publishing_workflow_builds_the_book_without_data_and_deploys_it():
     assert "launch_buttons" not in config
 
 
-def test_no_lock_temporary_or_checkpoint_file_is_tracked():
-    """Lock files, half-written tables and unfinished groups' checkpoints
-    (model weights) are working files of a run, never part of the repository."""
+CHECKPOINT_LIMIT_BYTES = 48 * 2**20  # a committed training state of a few networks, never a data set (git hosts warn at 50 MB)
+
+
+def test_no_lock_or_temporary_file_is_tracked_and_checkpoints_are_small():
+    """Lock files and half-written tables are working files of a run, never
+    part of the repository; the only tracked training states are unfinished
+    groups' checkpoints under ``results/checkpoints/``, each a few MB."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    working_files = [
-        path for path in tracked
-        if path.endswith((".lock", ".tmp")) or "/.partial/" in f"/{path}"
-    ]
+    working_files = [path for path in tracked if path.endswith((".lock", ".tmp")) or "/.partial/" in f"/{path}"]
     assert not working_files, f"tracked working files: {working_files}"
+    states = [path for path in tracked if path.endswith((".pt", ".pth", ".ckpt", ".safetensors"))]
+    misplaced = [path for path in states if not path.startswith("results/checkpoints/")]
+    assert not misplaced, f"training states outside results/checkpoints/: {misplaced}"
+    large = [path for path in states if (ROOT / path).stat().st_size > CHECKPOINT_LIMIT_BYTES]
+    assert not large, f"checkpoints over {CHECKPOINT_LIMIT_BYTES >> 20} MB: {large}"
 
 
 def test_submodules_load_on_first_use():

@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 from losscorrection.store import COLUMNS, ResultStore, git_commit
 
 WRITER = textwrap.dedent(
@@ -72,3 +74,20 @@ def test_load_all_reads_every_experiment_of_the_store(tmp_path):
     assert tuple(frame.columns) == COLUMNS
     assert sorted(zip(frame["experiment"], frame["run"])) == [("first", 0), ("first", 1), ("second", 0),
                                                             ("second", 1), ("second", 2)]
+
+
+def test_a_stored_transition_matrix_keeps_every_bit(tmp_path):
+    """T̂ entries needing 17 significant digits come back exactly, next to
+    matrices written earlier at 8 decimals, which stay readable."""
+    store = ResultStore(tmp_path)
+    (tmp_path / "x.transitions.json").write_text('{"none/0/0/paper": [[0.12345679, 0.87654321], [0.5, 0.5]]}')
+    rng = np.random.default_rng(3)
+    T_hat = rng.dirichlet(np.ones(4), size=4)
+    T_hat[0, :2] = [0.1 + 0.2, 1 / 3]  # 0.30000000000000004 and 0.3333333333333333
+    assert float(f"{T_hat[0, 0]:.16g}") != T_hat[0, 0]  # 16 significant digits do not suffice
+    store.put_transitions("x", [("symmetric", 0.2, 1, "paper", T_hat)])
+    back = ResultStore(tmp_path).get_transition("x", "symmetric", 0.2, 1, "paper")
+    assert back.dtype == np.float64 and back.tobytes() == T_hat.tobytes()
+    assert np.round(T_hat, 8).tobytes() != T_hat.tobytes()  # what 8 decimals would have lost
+    old = store.get_transition("x", "none", 0.0, 0, "paper")
+    assert old.tolist() == [[0.12345679, 0.87654321], [0.5, 0.5]]

@@ -35,8 +35,8 @@ __all__ = [
 
 COLUMNS = (
     "experiment", "model", "method", "noise", "rate", "run", "seed", "profile", "epochs", "train_size",
-    "precision", "test_accuracy", "selected_epoch", "T_error", "identity_mix", "wall_seconds", "device",
-    "torch_version", "git_commit", "timestamp",
+    "precision", "test_accuracy", "selected_epoch", "val_loss", "val_accuracy", "T_error", "identity_mix",
+    "wall_seconds", "device", "torch_version", "git_commit", "timestamp",
 )
 CELL_KEY = ("method", "noise", "rate", "run", "profile")
 
@@ -128,14 +128,19 @@ class ResultStore:
         return self.load_transitions(experiment).get(self._transition_key(noise, rate, run, profile))
 
     def put_transitions(self, experiment: str, items: list[tuple[str, float, int, str, np.ndarray]]) -> None:
-        """Store T̂s given as ``(noise, rate, run, profile, T_hat)``, keeping the others."""
+        """Store T̂s given as ``(noise, rate, run, profile, T_hat)``, keeping the others.
+
+        Entries are stored as float64 at full precision (JSON writes each float's
+        shortest exact representation), so :meth:`get_transition` returns them bit
+        for bit."""
         if not items:
             return
         path = self._transitions_path(experiment)
         with locked(path):
             stored = {k: v.tolist() for k, v in self.load_transitions(experiment).items()}
             for noise, rate, run, profile, T_hat in items:
-                stored[self._transition_key(noise, rate, run, profile)] = np.round(T_hat, 8).tolist()
+                key = self._transition_key(noise, rate, run, profile)
+                stored[key] = np.asarray(T_hat, dtype=np.float64).tolist()
             atomic_write_text(path, json.dumps(stored, indent=0, sort_keys=True))
 
 

@@ -57,7 +57,15 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict | None:
-    """The state saved at ``path`` (tensors on the CPU), or None when there is none."""
+    """The state saved at ``path`` (tensors on the CPU), or None when there is none.
+
+    Checkpoints are committed and travel between clones, so they are read
+    with ``weights_only=True``: tensors, numbers, strings and containers only,
+    never code. A file that cannot be read so raises ValueError naming it."""
     if not Path(path).is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError or EOFError by cause
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); delete it to train "
+                         "its group from the start") from None
