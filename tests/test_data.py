@@ -845,6 +845,33 @@ def test_cifar10n_missing_and_damaged_files(tmp_path):
     assert str(err.value).startswith(f"{path}: ") and "intact copy" in str(err.value)
 
 
+class _RunsACommand:
+    """Pickles as a call of ``os.system``: what a malicious labels file could hold."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def test_cifar10n_labels_file_that_asks_to_run_code_is_refused_unrun(tmp_path):
+    written = files.write_cifar10n(tmp_path)
+    marker = tmp_path / "ran"
+    labels = dict(written["labels"], clean_label=_RunsACommand(f"touch {marker}"))
+    path = tmp_path / "cifar10n" / "CIFAR-10_human.pt"
+    torch.save(labels, path)
+    with pytest.raises(data.CorruptDataError) as err:
+        data.load_cifar10n_labels(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: holds more than label arrays: it asks for {os.system.__module__}.system, "
+                              "which is refused;") and "intact copy" in message
+    assert "\n" not in message
+    assert not marker.exists()  # refused before anything ran
+    torch.save(written["labels"], path)  # the official format: NumPy int64 arrays
+    assert data.load_cifar10n_labels(tmp_path).clean.dtype == np.int64
+
+
 def test_cifar10n_mapping_must_agree_with_the_labels(tmp_path):
     files.write_cifar10n(tmp_path)
     mapping = tmp_path / "cifar10n" / "cifar10_train_index_to_jpgcopy.csv"
@@ -895,3 +922,71 @@ def test_cifar10n_missing_files_are_named(tmp_path):
     files.write_cifar10_jpg(tmp_path, per_class_train=4, classes=("airplane", "bird", "cat"))
     assert [Path(p).name for p in data.missing_files("cifar10n", tmp_path)] == [
         "CIFAR-10_human.pt", "cifar10_train_index_to_jpgcopy.csv"]
+
+
+# ----------------------------------------------- the released code's preprocessing
+
+
+def test_shift_images_match_keras_affine_transform_per_image():
+    """Keras 2.0-2.1.4's ImageDataGenerator shifts with scipy's affine_transform
+    (identity matrix, offset (tx, ty), spline order 0, mode 'nearest'), then flips."""
+    from scipy import ndimage
+
+    from losscorrection.data import augmentation
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3, 32, 32)).astype(np.float32)
+    shifts = rng.uniform(-3.2, 3.2, size=(8, 2))
+    shifts[0] = (3.2, -3.2)  # the extremes: three border rows and columns repeated
+    shifts[1] = (0.0, 0.0)
+    shifts[2] = (-0.49, 0.51)  # rounds to (0, +1)
+    flips = np.array([False, True, True, False, True, False, True, False])
+    out = augmentation.shift_images(torch.from_numpy(x), torch.from_numpy(shifts).float(), torch.from_numpy(flips))
+    for k in range(len(x)):
+        expected = np.stack([ndimage.affine_transform(channel, np.eye(2), offset=shifts[k], order=0, mode="nearest")
+                             for channel in x[k]])
+        if flips[k]:
+            expected = expected[:, :, ::-1]
+        np.testing.assert_array_equal(out[k].numpy(), expected)
+    np.testing.assert_array_equal(out[1].numpy(), x[1][:, :, ::-1])  # no shift: only the flip
+
+
+def test_shift_flip_batch_shifts_up_to_a_tenth_of_the_image_and_flips_half():
+    """Pixel (i, j) holds 100 i + j, so each output names its source pixels: rows
+    and columns move by the rounding of U(-3.2, 3.2) (P(0) = P(±1) = P(±2) =
+    1/6.4, P(±3) = 0.7/6.4), drawn independently, and half the images are flipped."""
+    from losscorrection.data import augmentation
+
+    n = 4000
+    grid = 100 * torch.arange(32.0)[:, None] + torch.arange(32.0)[None, :]
+    out = augmentation.shift_flip_batch(grid.expand(n, 1, 32, 32).clone(), torch.Generator().manual_seed(0))
+    source_rows, source_cols = (out[:, 0] // 100).long(), (out[:, 0] % 100).long()
+    flipped = source_cols[:, 16, 15] > source_cols[:, 16, 16]
+    row_shift = source_rows[:, 16, 16] - 16
+    col_shift = torch.where(flipped, source_cols[:, 16, 15], source_cols[:, 16, 16]) - 16
+    probability = {s: (0.7 if abs(s) == 3 else 1.0) / 6.4 for s in range(-3, 4)}
+    for shift in (row_shift, col_shift):
+        assert set(shift.tolist()) == set(probability)
+        for s, p in probability.items():
+            assert abs((shift == s).float().mean().item() - p) < 4 * (p * (1 - p) / n) ** 0.5
+    assert abs(flipped.float().mean().item() - 0.5) < 4 * (0.25 / n) ** 0.5
+    assert abs(np.corrcoef(row_shift.numpy(), col_shift.numpy())[0, 1]) < 0.05
+    again = augmentation.shift_flip_batch(grid.expand(n, 1, 32, 32).clone(), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again, rtol=0, atol=0)  # the generator alone decides
+
+
+def test_pixel_mean_of_training_and_validation_images_in_0_255():
+    """The released code: ``X - X_train.mean(axis=0)`` over all 50,000 training
+    images (training and validation), per pixel and channel, pixels in 0..255."""
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, size=(40, 3, 8, 8), dtype=np.uint8)
+    val = rng.integers(0, 256, size=(9, 3, 8, 8), dtype=np.uint8)
+    means = np.concatenate([train, val]).mean(axis=0)  # float64, (3, 8, 8)
+    mean = data.pixel_mean([torch.from_numpy(train), torch.from_numpy(val)], scale=1.0)
+    np.testing.assert_allclose(mean.numpy(), means, rtol=1e-6)
+    prepared = data.prepare_images(torch.from_numpy(val), mean, scale=1.0)
+    np.testing.assert_allclose(prepared.numpy(), (val - means).astype(np.float32), rtol=0, atol=1e-4)
+    one = torch.from_numpy(train)
+    torch.testing.assert_close(data.pixel_mean([one]), data.pixel_mean(one), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one image shape"):
+        data.pixel_mean([one, torch.from_numpy(val[:, :, :4])])

@@ -229,3 +229,82 @@ def test_cifar10n_smoke_sweep_on_the_real_labels(tmp_path):
     assert estimated["T_error"].notna().all()
     true_T = frame[frame["method"].isin(["forward_T", "backward_T"])]
     assert true_T["T_error"].isna().all() or (true_T["T_error"] == 0).all()
+
+
+# ------------------------------------------------ the released code's recipe
+
+
+def test_recipes_default_to_the_library_and_check_their_knobs():
+    recipes = training.experiments.RECIPES
+    assert recipes["default"] == training.experiments.Recipe()
+    assert dict(recipes["released"].model_options) == {"architecture": "released"}
+    for knob, value, message in [("augmentation", "zoom", "unknown augmentation 'zoom'; known: pad_crop, shift_flip"),
+                                 ("epoch_length", "keras", "unknown epoch_length 'keras'; known: training_pass"),
+                                 ("pixels", "raw", "unknown pixels 'raw'; known: scaled_training_mean"),
+                                 ("milestone_offset", -1, "milestone_offset must be >= 0")]:
+        with pytest.raises(ValueError, match=message):
+            training.experiments.Recipe(**{knob: value})
+
+
+def test_the_released_recipe_is_for_the_image_experiments_only(tmp_path):
+    cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
+    images = [k for k, e in training.EXPERIMENTS.items() if e.augment]
+    assert "cifar10jpg_resnet14" in images and "mnist_fc" not in images
+    with pytest.raises(ValueError, match=f"recipe 'released' is for the image experiments \\({', '.join(images)}\\), "
+                                         "not digits_fc"):
+        training.run_cells("digits_fc", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                           recipe="released", progress=False)
+    with pytest.raises(ValueError, match="unknown recipe 'keras'; known: default, released"):
+        training.run_cells("cifar10_resnet14", cells, profile="smoke", device="cpu", results_dir=tmp_path,
+                           recipe="keras", progress=False)
+
+
+def test_released_group_data_subtracts_the_mean_of_all_training_images_in_0_255(tmp_path):
+    """The released code: ``X - X_train.mean(axis=0)`` over the 50,000 (training and
+    validation) images, float64 in numpy; no augmentation at test time."""
+    from losscorrection import data
+    from losscorrection.training import runner
+
+    dataset_files.write_cifar10_pickles(tmp_path, n_train_per_batch=12, n_test=30)
+    split = data.load_dataset("cifar10", tmp_path)
+    experiment = training.EXPERIMENTS["cifar10_resnet14"]
+    released = runner.make_group_data(experiment, split, torch.device("cpu"), training.experiments.RECIPES["released"])
+    all_train = np.concatenate([split.x_train.numpy(), split.x_val.numpy()]).astype(np.float64)
+    assert len(all_train) == 60  # every training image
+    means = all_train.mean(axis=0)
+    inputs = released.prepare(split.x_test, train=False).numpy()
+    np.testing.assert_allclose(inputs, split.x_test.numpy() - means, rtol=0, atol=1e-4)
+    assert released.augmentation == "shift_flip" and released.augment
+    default = runner.make_group_data(experiment, split, torch.device("cpu"))
+    np.testing.assert_allclose(default.prepare(split.x_test, train=False).numpy(),
+                               split.x_test.numpy() / 255.0 - split.x_train.numpy().mean(axis=0) / 255.0,
+                               rtol=0, atol=1e-6)
+    assert default.augmentation == "pad_crop"
+
+
+def test_run_cells_with_the_released_recipe_end_to_end(tmp_path, monkeypatch, group_checkpoint_paths):
+    """The released network, stored under its own profile label and checkpointed
+    under its own name, beside the default recipe's run of the same cell."""
+    from losscorrection.training import runner
+
+    built = []
+    build = runner.models.build_model
+
+    def recording(name, num_classes, **kwargs):
+        built.append(kwargs.get("architecture", "preact"))
+        return build(name, num_classes, **kwargs)
+
+    monkeypatch.setattr(runner.models, "build_model", recording)
+    dataset_files.write_cifar10_pickles(tmp_path / "data", n_train_per_batch=30, n_test=30)  # one batch of 128
+    cells = [training.Cell("cross_entropy", "none", 0.0, 0)]
+    options = dict(profile="smoke", data_root=tmp_path / "data", device="cpu", results_dir=tmp_path / "results",
+                   epochs=1, progress=False)
+    released = training.run_cells("cifar10_resnet14", cells, recipe="released", **options)
+    default = training.run_cells("cifar10_resnet14", cells, **options)
+    assert list(released["profile"]) == ["smoke:epochs=1:recipe=released"]
+    assert list(default["profile"]) == ["smoke:epochs=1"]  # not the same runs: trained again
+    assert built == ["released", "preact"]
+    assert len(set(group_checkpoint_paths)) == 2
+    assert 0 <= released["test_accuracy"].iloc[0] <= 100 and released["selected_epoch"].iloc[0] == 1
+    again = training.run_cells("cifar10_resnet14", cells, recipe="released", **options)
+    assert again.empty  # stored under its label

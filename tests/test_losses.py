@@ -754,3 +754,46 @@ def test_backward_min_prob_clips_like_keras_and_bounds_the_loss():
     torch.testing.assert_close(module(logits, target), out)
     with pytest.raises(ValueError, match="min_prob"):
         backward_corrected(logits, target, T, min_prob=0.0)
+
+
+# ------------------------------------------------ the released code's cross-entropy
+
+
+def test_clipped_cross_entropy_matches_keras_at_extreme_logits():
+    """``-log clip(softmax(h)_y, 1e-7, 1 - 1e-7)`` (the released ``loss.crossentropy``,
+    numpy float64 here): bounded by -log 1e-7 ≈ 16.12, and no gradient from an
+    example whose label probability is clipped; elsewhere plain cross-entropy."""
+    logits = torch.tensor([[40.0, 0.0, 0.0], [0.0, 40.0, 0.0], [0.3, -0.2, 0.1], [-50.0, 0.0, 50.0]],
+                          dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([0, 0, 2, 2])
+    z = logits.detach().numpy()
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    expected = -np.log(np.clip(p[np.arange(4), target.numpy()], 1e-7, 1 - 1e-7))
+    per_example = losses.clipped_cross_entropy(logits, target, reduction="none")
+    np.testing.assert_allclose(per_example.detach().numpy(), expected, rtol=1e-9)
+    assert per_example[1].item() == pytest.approx(-np.log(1e-7))  # label probability e^-40: clipped
+    assert losses.cross_entropy(logits, target, reduction="none")[1].item() == pytest.approx(40.0)
+    per_example.sum().backward()
+    grad = logits.grad
+    assert torch.count_nonzero(grad[[0, 1, 3]]) == 0  # p_y > 1 - 1e-7 or < 1e-7: no gradient
+    plain = logits.detach().clone().requires_grad_()
+    losses.cross_entropy(plain, target, reduction="none")[2].backward()
+    torch.testing.assert_close(grad[2], plain.grad[2])
+    assert losses.clipped_cross_entropy(logits, target).item() == pytest.approx(expected.mean())
+    with pytest.raises(ValueError, match=r"eps must lie in \(0, 0.5\)"):
+        losses.clipped_cross_entropy(logits, target, eps=0.5)
+
+
+def test_per_run_losses_clip_only_the_cross_entropy():
+    from losscorrection.training import per_run_losses
+
+    logits = torch.tensor([[[0.0, 30.0], [2.0, -1.0]]])  # (K=1, B=2, c=2)
+    target = torch.tensor([[0, 0]])
+    clipped = per_run_losses("cross_entropy", logits, target, None, clipped_cross_entropy=True)
+    plain = per_run_losses("cross_entropy", logits, target, None)
+    assert clipped[0, 0].item() == pytest.approx(-np.log(1e-7), rel=1e-6) and plain[0, 0].item() == pytest.approx(30.0)
+    assert clipped[0, 1].item() == pytest.approx(plain[0, 1].item())
+    for method in ("bootstrap_soft", "unhinged_bn"):
+        torch.testing.assert_close(per_run_losses(method, logits, target, None, clipped_cross_entropy=True),
+                                   per_run_losses(method, logits, target, None), rtol=0, atol=0)

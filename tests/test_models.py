@@ -2,8 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -546,6 +548,305 @@ def test_preact_resnet_channels_last():
     assert fast.stem.weight.grad is not None
 
 
+# ------------------------------------------------------ the released ResNet
+
+
+def released_resnet_layers(depth: int, num_classes: int) -> list[tuple]:
+    """The layers of the released Keras network (``resnet.cifar10_resnet`` with
+    ``depth = (depth - 2) / 6``), in its order: ``("conv", k, in, out, stride)``,
+    ``("bn", channels)``, ``("dense", in, out)``. Every Keras ``Conv2D`` and
+    ``Dense`` there has a bias; a projection follows a block whose channels change."""
+    n = (depth - 2) // 6
+    layers = [("conv", 3, 3, 16, 1), ("bn", 16)]
+    channels = 16
+
+    def residual(filters, stride, first):
+        nonlocal channels
+        layers.extend([] if first else [("bn", channels)])
+        layers.extend([("conv", 3, channels, filters, stride), ("bn", filters), ("conv", 3, filters, filters, 1)])
+        if channels != filters:
+            layers.append(("conv", 1, channels, filters, stride))
+        channels = filters
+
+    for filters, more in ((16, False), (32, True), (64, True)):
+        residual(filters, 2 if more else 1, first=not more)
+        for _ in range(1, n):
+            residual(filters, 1, first=False)
+    return layers + [("bn", 64), ("dense", 64, num_classes)]
+
+
+def keras_trainable_params(layers: list[tuple]) -> int:
+    """What Keras' ``model.summary()`` calls trainable: kernels and biases, gamma and beta."""
+    count = {"conv": lambda k, cin, cout, stride: k * k * cin * cout + cout,
+             "bn": lambda ch: 2 * ch,
+             "dense": lambda cin, cout: cin * cout + cout}
+    return sum(count[kind](*sizes) for kind, *sizes in layers)
+
+
+def truncated_normal_std(bound: float) -> float:
+    """Std of a standard normal truncated to ``[-bound, bound]``: ``1 - 2 b phi(b) / (2 Phi(b) - 1)``."""
+    density = math.exp(-bound**2 / 2) / math.sqrt(2 * math.pi)
+    mass = math.erf(bound / math.sqrt(2))
+    return math.sqrt(1 - 2 * bound * density / mass)
+
+
+def released(depth: int = 14, num_classes: int = 10, **kwargs) -> models.PreActResNet:
+    return models.PreActResNet(depth, num_classes, architecture="released", **kwargs)
+
+
+@pytest.mark.parametrize("depth, classes", [(14, 10), (32, 10), (44, 100), (8, 3)])
+def test_released_resnet_parameter_count_is_the_keras_layer_list(depth, classes):
+    model = models.build_model(f"resnet{depth}", classes, architecture="released")
+    layers = released_resnet_layers(depth, classes)
+    assert n_params(model) == keras_trainable_params(layers)
+    running = sum(b.numel() for name, b in model.named_buffers() if "running" in name)
+    assert running == sum(2 * sizes[0] for kind, *sizes in layers if kind == "bn")  # Keras: non-trainable
+    if (depth, classes) == (14, 10):
+        # by hand: stem 448 + 32; stage 1 4,672 + 4,704; stage 2 14,528 + 18,624;
+        # stage 3 57,728 + 74,112; final batch norm 128; dense 650
+        assert n_params(model) == 175_626 and running == 928
+        assert n_params(models.build_model("resnet14", 10)) == 175_066  # the default: 560 biases fewer
+
+
+def test_released_resnet_layers_biases_and_batch_norms():
+    model = released(14)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    layers = released_resnet_layers(14, 10)
+    assert [(m.kernel_size[0], m.in_channels, m.out_channels, m.stride[0]) for m in convs] == [
+        tuple(sizes) for kind, *sizes in layers if kind == "conv"]  # the Keras order, stem first
+    assert all(m.bias is not None and bool((m.bias == 0).all()) for m in convs)
+    assert bool((model.fc.bias == 0).all())
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [m.num_features for m in norms] == [sizes[0] for kind, *sizes in layers if kind == "bn"]
+    assert all((m.eps, m.momentum) == (1e-3, 0.01) for m in norms)  # Keras: epsilon 1e-3, momentum 0.99
+    assert all(bool((m.weight == 1).all()) and bool((m.bias == 0).all()) for m in norms)
+    assert model.stage1[0].bn1 is None and model.stage1[1].bn1 is not None
+    default = models.PreActResNet(14, 10)
+    assert all(m.bias is None for m in default.modules() if isinstance(m, nn.Conv2d))
+    assert all((m.eps, m.momentum) == (1e-5, 0.1) for m in default.modules() if isinstance(m, nn.BatchNorm2d))
+    assert default.stem_bn is None and default.stage1[0].bn1 is not None
+
+
+def test_released_resnet_kernels_are_the_weights_of_convolutions_and_dense_layer():
+    """The L2 penalty's parameters: every kernel, no bias, no batch-norm parameter."""
+    model = released(14)
+    kernels = models.kernels(model)
+    weights = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    assert {id(k) for k in kernels} == weights and len(kernels) == len(weights) == 16
+    named = {id(p): name for name, p in model.named_parameters()}
+    assert all(named[id(k)].endswith(".weight") and "bn" not in named[id(k)] for k in kernels)
+    biases = 560 + 10
+    assert sum(k.numel() for k in kernels) == 175_626 - biases - 928
+
+
+def test_tensorflow_same_padding():
+    # TensorFlow's documented example: width 13, filter 6, stride 5 pads 1 left and 2 right
+    assert models.resnet.tensorflow_same_padding(13, 6, 5) == (1, 2)
+    assert models.resnet.tensorflow_same_padding(32, 3, 2) == (0, 1)
+    assert models.resnet.tensorflow_same_padding(15, 3, 2) == (1, 1)
+    assert models.resnet.tensorflow_same_padding(32, 3, 1) == (1, 1)
+    assert models.resnet.tensorflow_same_padding(32, 1, 2) == (0, 0)
+    for size in range(1, 40):
+        for kernel, stride in ((3, 1), (3, 2), (1, 2), (5, 3)):
+            before, after = models.resnet.tensorflow_same_padding(size, kernel, stride)
+            assert (size + before + after - kernel) // stride + 1 == math.ceil(size / stride)
+            assert after - before in (0, 1)
+
+
+def randomise_batch_norms(model: nn.Module) -> None:
+    """Scales, shifts, running statistics and convolution biases away from their init."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+            elif isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def keras_reference_forward(model: models.PreActResNet, x: torch.Tensor, train: bool) -> torch.Tensor:
+    """The released code's forward pass written out with functional operations and
+    the model's parameters: Keras' epsilon 1e-3 and momentum 0.99, TensorFlow's SAME
+    padding (0 before, 1 after) for the strided 3x3 convolutions of an even-sized
+    input, projections of the raw block input. Updates copies of the running statistics."""
+    def bn(layer, h):
+        mean, var = layer.running_mean.clone(), layer.running_var.clone()
+        return F.batch_norm(h, mean, var, layer.weight, layer.bias, train, 0.01, 1e-3)
+
+    def conv(layer, h, stride=1):
+        if stride == 2:
+            return F.conv2d(F.pad(h, (0, 1, 0, 1)), layer.weight, layer.bias, stride=2)
+        return F.conv2d(h, layer.weight, layer.bias, padding=layer.kernel_size[0] // 2)
+
+    h = torch.relu(bn(model.stem_bn, conv(model.stem, x)))
+    for stage, first_stride in ((model.stage1, 1), (model.stage2, 2), (model.stage3, 2)):
+        for j, block in enumerate(stage):
+            stride = first_stride if j == 0 else 1
+            a = h if block.bn1 is None else torch.relu(bn(block.bn1, h))
+            r = conv(block.conv2, torch.relu(bn(block.bn2, conv(block.conv1, a, stride))))
+            h = r + (h if block.shortcut is None else F.conv2d(h, block.shortcut.weight, block.shortcut.bias,
+                                                                stride=stride))
+    pooled = F.avg_pool2d(torch.relu(bn(model.bn, h)), 8).flatten(1)  # Keras: 8x8 average pooling
+    return F.linear(pooled, model.fc.weight, model.fc.bias)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_released_resnet_forward_is_the_keras_network(train):
+    """Stem conv-BN-ReLU, first block without pre-activation, raw-input projections,
+    SAME padding, Keras batch norm: the whole forward pass, by hand."""
+    torch.manual_seed(12)
+    model = released(14)
+    randomise_batch_norms(model)
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        expected = keras_reference_forward(model, x, train)
+        torch.testing.assert_close(model.train(train)(x), expected, rtol=1e-4, atol=1e-5)
+        # the network differs from the default layout in each of these ways
+        block = model.stage2[0]
+        a = torch.relu(block.bn1(torch.randn(2, 16, 32, 32)))
+        symmetric = F.conv2d(a, block.conv1.weight, block.conv1.bias, stride=2, padding=1)
+        assert not torch.allclose(block.conv1(F.pad(a, (0, 1, 0, 1))), symmetric)
+
+
+def test_released_resnet_stem_order():
+    """Hooks record the layers run first: conv, BN, ReLU, then the first block's conv
+    (no pre-activation); and what the stride-2 projection reads."""
+    model = released(8).train()
+    order = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d)):
+            m.register_forward_hook(lambda module, args, out, name=name: order.append(name))
+    stem_out = []
+    model.stem_bn.register_forward_hook(lambda module, args, out: stem_out.append(out))
+    block_in = []
+    model.stage1[0].register_forward_pre_hook(lambda module, args: block_in.append(args[0]))
+    projected = []
+    model.stage2[0].register_forward_pre_hook(lambda module, args: block_in.append(args[0]))
+    model.stage2[0].shortcut.register_forward_pre_hook(lambda module, args: projected.append(args[0]))
+    model(torch.randn(4, 3, 32, 32))
+    assert order[:5] == ["stem", "stem_bn", "stage1.0.conv1", "stage1.0.bn2", "stage1.0.conv2"]
+    torch.testing.assert_close(block_in[0], torch.relu(stem_out[0]))  # ReLU between stem BN and block
+    assert projected[0] is block_in[1]  # the projection reads the raw block input, not ReLU(BN(x))
+
+
+def test_released_batch_norm_running_statistics_after_one_step():
+    """Keras' moving averages, ``0.99 * old + 0.01 * batch`` (PyTorch's momentum 0.01),
+    and normalisation with eps 1e-3, seen on the stem's batch norm."""
+    torch.manual_seed(13)
+    model = released(8).train()
+    seen = []
+    model.stem_bn.register_forward_hook(lambda module, args, out: seen.append((args[0].detach(), out.detach())))
+    model(torch.randn(8, 3, 16, 16) * 3)
+    h, _ = seen[-1]
+    mean, var = h.mean(dim=(0, 2, 3)), h.var(dim=(0, 2, 3), unbiased=False)
+    n = h.numel() // h.shape[1]
+    assert var.min().item() > 1  # far from the initial running statistics (0 and 1)
+    torch.testing.assert_close(model.stem_bn.running_mean, 0.01 * mean, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model.stem_bn.running_var, 0.99 + 0.01 * var * n / (n - 1), rtol=1e-4, atol=1e-6)
+    model(torch.randn(8, 3, 16, 16) * 0.02)  # variances near 1e-3, where epsilon shows
+    h, out = seen[-1]
+    mean, var = h.mean(dim=(0, 2, 3), keepdim=True), h.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    keras = (h - mean) / torch.sqrt(var + 1e-3)
+    torch.testing.assert_close(out, keras, rtol=1e-4, atol=1e-5)
+    assert (keras - (h - mean) / torch.sqrt(var + 1e-5)).abs().max().item() > 0.1
+
+
+def test_keras2_he_normal_is_a_truncated_normal():
+    """Keras 2 ``he_normal``: std ``sqrt(2 / fan_in)`` before truncation at two of them,
+    so an empirical std of 0.8796 ``sqrt(2 / fan_in)``."""
+    torch.manual_seed(14)
+    ratio = truncated_normal_std(2.0)
+    assert abs(ratio - 0.8796) < 1e-4
+    weight = torch.empty(1024, 4096)
+    models.layers._keras2_he_normal(weight)
+    scale = math.sqrt(2 / 4096)
+    assert abs(weight.std().item() / (ratio * scale) - 1) < 0.005
+    assert weight.abs().max().item() <= 2 * scale and weight.abs().max().item() > 1.99 * scale
+    assert abs(weight.mean().item()) < 0.01 * scale
+    model = released(8, 20_000)  # a large output layer: fan_in 64, 1.28 million weights
+    scale = math.sqrt(2 / 64)
+    assert abs(model.fc.weight.std().item() / (ratio * scale) - 1) < 0.005
+    assert model.fc.weight.abs().max().item() <= 2 * scale
+    assert bool((model.fc.bias == 0).all())
+    conv = model.stage3[0].conv2.weight  # 36,864 weights, fan_in 9 * 64
+    assert abs(conv.std().item() / (ratio * math.sqrt(2 / 576)) - 1) < 0.03
+    assert conv.abs().max().item() <= 2 * math.sqrt(2 / 576)
+    shortcut = model.stage3[0].shortcut.weight  # fan_in 32
+    assert shortcut.abs().max().item() <= 2 * math.sqrt(2 / 32)
+
+
+def preact_reference_state(depth: int, num_classes: int) -> dict[str, torch.Tensor]:
+    """The default network's weights as its construction draws them from the global
+    generator: each convolution constructed in order (PyTorch's default init included),
+    then the dense layer (constructed, then uniform in [-0.05, 0.05], zero bias), then
+    every convolution He normal, in the same order."""
+    n = (depth - 2) // 6
+    convs = {"stem": nn.Conv2d(3, 16, 3, bias=False)}
+    cin = 16
+    for s, channels in enumerate((16, 32, 64), start=1):
+        for j in range(n):
+            convs[f"stage{s}.{j}.conv1"] = nn.Conv2d(cin, channels, 3, bias=False)
+            convs[f"stage{s}.{j}.conv2"] = nn.Conv2d(channels, channels, 3, bias=False)
+            if cin != channels:
+                convs[f"stage{s}.{j}.shortcut"] = nn.Conv2d(cin, channels, 1, bias=False)
+            cin = channels
+    fc = nn.Linear(64, num_classes)
+    state = {"fc.weight": fc.weight.detach().uniform_(-0.05, 0.05), "fc.bias": torch.zeros(num_classes)}
+    for name, layer in convs.items():
+        std = math.sqrt(2.0) / math.sqrt(layer.weight[0].numel())  # He: gain sqrt(2) over sqrt(fan_in)
+        state[f"{name}.weight"] = layer.weight.detach().normal_(0, std)
+    return state
+
+
+@pytest.mark.parametrize("depth, classes", [(8, 10), (14, 10), (20, 100)])
+def test_default_resnet_is_unchanged(depth, classes):
+    """The default architecture keeps its state_dict keys and draws: stored runs and
+    checkpoints stay loadable and reproducible."""
+    torch.manual_seed(15)
+    reference = preact_reference_state(depth, classes)
+    torch.manual_seed(15)
+    model = models.PreActResNet(depth, classes)
+    torch.manual_seed(15)
+    assert torch.equal(models.PreActResNet(depth, classes, architecture="preact").stem.weight, model.stem.weight)
+    state = model.state_dict()
+    norms = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    buffers = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    assert set(state) == set(reference) | {f"{bn}.{b}" for bn in norms for b in buffers}
+    assert len(norms) == 6 * ((depth - 2) // 6) + 1 and "stem_bn" not in str(list(state))
+    for key, value in reference.items():
+        assert torch.equal(state[key], value), key
+
+
+def test_released_architecture_by_name_and_bad_architecture():
+    torch.manual_seed(16)
+    model = models.build_model("resnet14", 10, architecture="released")
+    assert isinstance(model, models.PreActResNet) and model.architecture == "released"
+    with_head = models.build_model("resnet14", 10, bn_head=True, architecture="released")
+    assert isinstance(with_head.head, nn.BatchNorm1d) and (with_head.head.eps, with_head.head.momentum) == (1e-3, 0.01)
+    with torch.no_grad():
+        assert with_head.train()(torch.randn(4, 3, 32, 32)).shape == (4, 10)
+    with pytest.raises(ValueError, match="known: preact, released"):
+        models.build_model("resnet14", 10, architecture="keras")
+    with pytest.raises(ValueError, match="known: preact, released"):
+        models.PreActBlock(16, 16, architecture="resnet")
+
+
+def test_released_resnet_channels_last():
+    """Same outputs in the channels-last layout, the padded strided convolutions included."""
+    torch.manual_seed(18)
+    model = released(14)
+    randomise_batch_norms(model)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = model.eval()(x)
+        fast = model.to(memory_format=torch.channels_last)
+        out = fast(x.contiguous(memory_format=torch.channels_last))
+    assert fast.stage2[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
+
+
 # -------------------------------------------------------------------- ResNet-50
 
 
@@ -600,3 +901,250 @@ def test_resnet50_rejects_a_foreign_state_dict(tmp_path):
     torch.save(models.PreActResNet(8).state_dict(), path)
     with pytest.raises(ValueError, match="ResNet-50"):
         models.resnet50(weights_path=path)
+
+
+# ------------------------------------------- the released code's output layer and LSTM
+
+
+def _mlp_weights_drawn_by_hand(seed: int, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+    """The MLP's weights as its default has always drawn them: each ``nn.Linear`` is
+    built (PyTorch's own init consumes random numbers) and then redrawn, He normal
+    for the hidden layers, uniform in [-0.05, 0.05] for the output layer; after
+    them, one more draw that pins the position of the random stream."""
+    torch.manual_seed(seed)
+    weights = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layer = nn.Linear(fan_in, fan_out)
+        if i < len(sizes) - 2:
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+        else:
+            nn.init.uniform_(layer.weight, -0.05, 0.05)
+        weights.append(layer.weight.detach())
+    return [*weights, torch.rand(5)]
+
+
+def test_mlp_default_output_init_draws_what_it_always_drew():
+    for seed in (0, 11):
+        expected = _mlp_weights_drawn_by_hand(seed, (784, 128, 128, 10))
+        torch.manual_seed(seed)
+        mlp = models.build_model("mlp", 10, input_dim=784, dropout=0.2)
+        drawn = [layer.weight.detach() for layer in mlp.linear_layers()] + [torch.rand(5)]
+        for ours, theirs in zip(drawn, expected):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+        assert mlp.output.weight.abs().max().item() <= 0.05
+
+
+def test_embedding_he_normal_output_draws_what_it_always_drew():
+    """The He-normal output layer replaces a uniform draw made first, so the
+    stored ``imdb_embedding`` runs keep their initial weights."""
+    torch.manual_seed(21)
+    embedding = nn.Embedding(100, 8)
+    nn.init.uniform_(embedding.weight, -0.05, 0.05)
+    output = nn.Linear(30 * 8, 2)
+    nn.init.uniform_(output.weight, -0.05, 0.05)
+    nn.init.kaiming_normal_(output.weight, mode="fan_in", nonlinearity="relu")
+    after = torch.rand(5)
+    torch.manual_seed(21)
+    model = models.EmbeddingClassifier(vocab_size=100, length=30, embedding_dim=8, output_init="he_normal")
+    torch.testing.assert_close(model.embedding.weight, embedding.weight, rtol=0, atol=0)
+    torch.testing.assert_close(model.output.weight, output.weight, rtol=0, atol=0)
+    torch.testing.assert_close(torch.rand(5), after, rtol=0, atol=0)
+
+
+def test_mlp_he_normal_output_layer():
+    torch.manual_seed(13)
+    released = models.MLP(1024, 1024, hidden=(1024,), output_init="he_normal")
+    assert_he_normal(released.output.weight, 1024)
+    assert bool((released.output.bias == 0).all())
+    torch.manual_seed(13)
+    text = models.MLP(1024, 1024, hidden=(1024,))
+    torch.testing.assert_close(released.hidden[0].weight, text.hidden[0].weight, rtol=0, atol=0)  # only the output
+    assert_uniform_005(text.output.weight)
+    for bad in ("glorot", "He_normal"):
+        with pytest.raises(ValueError, match=rf"^unknown output_init '{bad}'; known: uniform, he_normal$"):
+            models.build_model("mlp", 10, input_dim=784, output_init=bad)
+
+
+def test_mlp_output_init_reaches_the_stacked_runs():
+    """The runner stacks the networks that the experiment's model_kwargs build:
+    a He-normal output layer arrives in the batched weights of every run."""
+    from dataclasses import replace
+
+    from losscorrection import data, training
+
+    rng = np.random.default_rng(0)
+    split = data.split_arrays("toy", rng.random((40, 6), dtype=np.float32), rng.integers(0, 3, 40),
+                              rng.random((10, 6), dtype=np.float32), rng.integers(0, 3, 10))
+    experiment = replace(training.get_experiment("mnist_fc"), model_kwargs={"dropout": 0.2, "output_init": "he_normal"})
+    cells = [training.Cell("cross_entropy", "none", 0.0, run) for run in (3, 4)]
+    stack = training.build_runs(experiment, "cross_entropy", cells, split, training.Runtime(torch.device("cpu")))
+    for k, cell in enumerate(cells):
+        torch.manual_seed(cell.seed)
+        alone = models.MLP(6, 3, dropout=0.2, output_init="he_normal")
+        torch.manual_seed(cell.seed)
+        uniform = models.MLP(6, 3, dropout=0.2)
+        assert not torch.equal(alone.output.weight, uniform.output.weight)
+        for stacked, layer in zip(stack.weights, alone.linear_layers()):
+            torch.testing.assert_close(stacked[k], layer.weight.detach().t(), rtol=0, atol=0)
+
+
+def test_hard_sigmoid_is_keras_piecewise_linear_sigmoid():
+    x = torch.tensor([-10.0, -2.5, -2.0, -1.0, 0.0, 0.5, 2.0, 2.5, 7.0])
+    expected = torch.tensor([0.0, 0.0, 0.1, 0.3, 0.5, 0.6, 0.9, 1.0, 1.0])
+    torch.testing.assert_close(models.text.hard_sigmoid(x), expected)
+
+
+def _keras_lstm_by_hand(x: np.ndarray, lstm: nn.LSTM, gate) -> tuple[np.ndarray, np.ndarray]:
+    """Keras' LSTM computed example by example and step by step in float64, one
+    gate at a time with Keras' weight layout (kernel ``(d, 4H)``, recurrent kernel
+    ``(H, 4H)``, one bias; gates i, f, c, o). Returns the hidden states ``(n, L, H)``
+    and every gate pre-activation of the i, f and o gates."""
+    hidden = lstm.hidden_size
+    kernel = lstm.weight_ih_l0.detach().double().numpy().T
+    recurrent = lstm.weight_hh_l0.detach().double().numpy().T
+    bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().double().numpy()
+    blocks = [slice(g * hidden, (g + 1) * hidden) for g in range(4)]
+    states = np.zeros((x.shape[0], x.shape[1], hidden))
+    gate_inputs = []
+    for example in range(x.shape[0]):
+        h, c = np.zeros(hidden), np.zeros(hidden)
+        for t in range(x.shape[1]):
+            pre = [x[example, t] @ kernel[:, b] + h @ recurrent[:, b] + bias[b] for b in blocks]
+            gate_inputs += [pre[0], pre[1], pre[3]]
+            c = gate(pre[1]) * c + gate(pre[0]) * np.tanh(pre[2])
+            h = gate(pre[3]) * np.tanh(c)
+            states[example, t] = h
+    return states, np.concatenate(gate_inputs)
+
+
+def _keras_hard_sigmoid(v: np.ndarray) -> np.ndarray:
+    return np.where(v < -2.5, 0.0, np.where(v > 2.5, 1.0, 0.2 * v + 0.5))
+
+
+def test_hard_sigmoid_lstm_matches_a_step_by_step_computation():
+    torch.manual_seed(14)
+    model = models.LSTMClassifier(vocab_size=60, embedding_dim=12, hidden_size=7, dense=9,
+                                  gate_activation="hard_sigmoid").eval()
+    with torch.no_grad():  # large weights: gates in both the saturated and the linear part
+        model.lstm.weight_ih_l0.normal_()
+        model.embedding.weight.normal_()
+    x = tokens(4, 15, vocab=60)
+    embedded = model.embedding(x).detach()
+    expected, gate_inputs = _keras_lstm_by_hand(embedded.double().numpy(), model.lstm, _keras_hard_sigmoid)
+    saturated = np.abs(gate_inputs) > 2.5
+    assert 0.1 < saturated.mean() < 0.9, saturated.mean()
+    with torch.no_grad():
+        states = models.text.lstm_states(embedded, model.lstm, models.text.hard_sigmoid)
+        torch.testing.assert_close(states.double(), torch.from_numpy(expected), rtol=1e-5, atol=1e-6)
+        logits = model.output(torch.relu(model.dense(torch.from_numpy(expected[:, -1]).float())))
+        torch.testing.assert_close(model(x), logits, rtol=1e-5, atol=1e-6)
+        sigmoid_gates = model.lstm(embedded)[0]
+    assert not torch.allclose(states, sigmoid_gates, atol=1e-3)  # the gates matter
+
+
+def test_lstm_recurrence_with_sigmoid_gates_is_torch_lstm():
+    torch.manual_seed(15)
+    lstm = nn.LSTM(10, 6, batch_first=True)
+    x = torch.randn(3, 20, 10, requires_grad=True)
+    theirs, _ = lstm(x)
+    ours = models.text.lstm_states(x, lstm, torch.sigmoid)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    by_hand, _ = _keras_lstm_by_hand(x.detach().double().numpy(), lstm, lambda v: 1 / (1 + np.exp(-v)))
+    torch.testing.assert_close(ours.detach().double(), torch.from_numpy(by_hand), rtol=1e-5, atol=1e-6)
+    weight = torch.randn_like(ours)
+    grads = [torch.autograd.grad((out * weight).sum(), [x, lstm.weight_hh_l0]) for out in (ours, theirs)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="single-layer"):
+        models.text.lstm_states(x, nn.LSTM(10, 6, num_layers=2, batch_first=True))
+    with pytest.raises(ValueError, match=r"^unknown gate_activation 'relu'; known: sigmoid, hard_sigmoid$"):
+        models.build_model("imdb_lstm", 2, gate_activation="relu")
+
+
+def test_lstm_spatial_dropout_drops_whole_embedding_channels_per_review():
+    torch.manual_seed(16)
+    model = models.LSTMClassifier(vocab_size=50, embedding_dim=40, hidden_size=4, dense=4, spatial_dropout=0.8)
+    fed = []
+    model.lstm.register_forward_hook(lambda module, args, out: fed.append(args[0].detach()))
+    x = tokens(30, 25, vocab=50)
+    embedded = model.embedding(x).detach()
+    model.train()(x)
+    kept = fed[-1] != 0  # (review, position, channel)
+    per_channel = kept.all(dim=1)
+    assert bool((per_channel | ~kept.any(dim=1)).all()), "a channel is dropped at some positions only"
+    torch.testing.assert_close(fed[-1][kept], embedded[kept] / (1 - 0.8))
+    assert abs(per_channel.float().mean().item() - 0.2) < 0.05
+    assert not bool((per_channel == per_channel[0]).all()), "each review draws its own mask"
+    model.eval()(x)
+    assert torch.equal(fed[-1], embedded)
+    default = models.LSTMClassifier(vocab_size=50, embedding_dim=40, hidden_size=4, dense=4).train()
+    default.lstm.register_forward_hook(lambda module, args, out: fed.append(args[0].detach()))
+    default(x)
+    assert torch.equal(fed[-1], default.embedding(x).detach())  # the text's model: no spatial dropout
+
+
+def test_lstm_released_configuration():
+    torch.manual_seed(17)
+    model = models.build_model("imdb_lstm", 2, embedding_dim=512, spatial_dropout=0.8,
+                               gate_activation="hard_sigmoid", output_init="he_normal")
+    lstm = 4 * (512 * 512 + 512 * 512 + 2 * 512)
+    assert n_params(model) == 5000 * 512 + lstm + 512 * 512 + 512 + 512 * 2 + 2
+    assert model.spatial_dropout.p == 0.8 and model.gate_activation == "hard_sigmoid"
+    assert abs(model.output.weight.std().item() / math.sqrt(2 / 512) - 1) < 0.15  # 1,024 weights: loose
+    assert model.output.weight.abs().max().item() > 0.05  # not the uniform in [-0.05, 0.05]
+    with torch.no_grad():
+        assert model.train()(tokens(2, 6)).shape == (2, 2)
+
+
+def test_compiled_kernel_takes_scratch_larger_than_a_thread_stack():
+    """Four million classes × dim floats (16 MB, twice a common 8 MB stack) of
+    scratch on a tiny batch: the same numbers as the PyTorch formulation."""
+    from losscorrection.models.gathered import gathered_linear
+    _require_kernel()
+    gen = torch.Generator().manual_seed(12)
+    classes, dim, length = 4096, 1024, 2
+    ids = torch.tensor([[0, 2], [1, 1]])
+    table = torch.randn(3, dim, generator=gen).requires_grad_()
+    weight = torch.randn(classes, length * dim, generator=gen).requires_grad_()
+    grad = torch.randn(2, classes, generator=gen)
+    results = []
+    for native_kernel in (True, False):
+        logits = gathered_linear(ids, table, None, weight, padding_id=0, native_kernel=native_kernel)
+        results.append([logits, *torch.autograd.grad(logits, (table, weight), grad)])
+    for compiled, pytorch in zip(*results):
+        torch.testing.assert_close(compiled, pytorch, rtol=1e-5, atol=1e-4)
+
+
+def test_compiled_kernel_refuses_sizes_it_cannot_hold():
+    from losscorrection.models import native
+    from losscorrection.models.gathered import gathered_linear
+    _require_kernel()
+    with pytest.raises(ValueError, match="gathered_forward: .* got classes=2, dim=3, length=0$"):
+        gathered_linear(torch.zeros(4, 0, dtype=torch.long), torch.rand(10, 3), None, torch.rand(2, 0))
+    forward, backward = native.kernel().gathered_forward, native.kernel().gathered_backward
+    huge = 2**40  # huge × huge floats overflow a 64-bit size
+    with pytest.raises(ValueError, match="classes × dim floats addressable"):
+        forward(None, 0, 1, None, 1, huge, None, None, huge, -1, None, None, None)
+    with pytest.raises(ValueError, match=f"gathered_backward: .* got classes={huge}, dim={huge}, length=1$"):
+        backward(None, None, 0, 1, None, huge, None, None, None, huge, None, -1, None, None, None)
+    with pytest.raises(MemoryError, match=r"cannot allocate 1073741824 × 1073741824 floats"):  # 4 EiB
+        forward(None, 0, 1, None, 1, 2**30, None, None, 2**30, -1, None, None, None)
+
+
+def test_a_changed_kernel_source_is_compiled_again(monkeypatch, tmp_path):
+    from losscorrection.models import native
+    _require_kernel()
+    monkeypatch.setenv("LOSSCORR_CACHE", str(tmp_path))
+    built = []
+    for comment in (b"", b"\n/* changed */\n"):
+        source = tmp_path / f"kernel{len(built)}.c"
+        source.write_bytes(native.SOURCE.read_bytes() + comment)
+        monkeypatch.setattr(native, "SOURCE", source)
+        native._load.cache_clear()
+        try:
+            assert native.kernel() is not None, native.status()
+            built.append(native.status())
+        finally:
+            native._load.cache_clear()
+    assert built[0] != built[1]  # another cache key: another library, compiled from the new source
+    assert len(list((tmp_path / "native").glob("gathered-*.so"))) == 2

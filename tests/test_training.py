@@ -166,7 +166,11 @@ def test_selected_epoch_has_the_lowest_validation_loss(digits):
     with torch.no_grad():
         logits = stack.forward(digits.x_val, train=False, shared=True)
         val = training.per_run_losses("cross_entropy", logits, y_va, None).mean(dim=1)
+        val_accuracy = 100.0 * (logits.argmax(dim=-1) == y_va).double().mean(dim=1)
     np.testing.assert_allclose(val.numpy(), [o.val_loss for o in outcomes], rtol=1e-5)
+    # ... and their accuracy against the noisy validation labels is val_accuracy
+    np.testing.assert_allclose(val_accuracy.numpy(), [o.val_accuracy for o in outcomes], rtol=1e-6)
+    assert len({o.val_accuracy for o in outcomes}) == 2  # per run, not shared
 
 
 def test_on_epoch_sees_each_epochs_networks_before_selection(digits):
@@ -308,21 +312,50 @@ def test_singular_T_is_mixed_with_the_identity_for_backward_correction():
     np.testing.assert_allclose(training.invertible_backward_matrix(regular), np.linalg.inv(regular), atol=1e-12)
 
 
-def resnets(seeds, bn_head=False):
+def resnets(seeds, bn_head=False, architecture="preact"):
     out = []
     for s in seeds:
         torch.manual_seed(s)
-        out.append(models.build_model("resnet8", 10, bn_head=bn_head))
+        model = models.build_model("resnet8", 10, bn_head=bn_head, architecture=architecture)
+        with torch.no_grad():  # convolution biases (released network) start at zero: move them
+            for layer in model.modules():
+                if isinstance(layer, torch.nn.Conv2d) and layer.bias is not None:
+                    layer.bias.uniform_(-0.2, 0.2)
+        out.append(model)
     return out
 
 
+def convolution_and_batch_norm_settings(model):
+    """(name, has a bias, eps, momentum) of every convolution (eps None) and batch norm."""
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    return [(name, m.bias is not None, m.eps if isinstance(m, norms) else None, getattr(m, "momentum", None))
+            for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, *norms))]
+
+
+def assert_same_gradients(grouped, separate):
+    """Run k's share of every grouped parameter's gradient equals its own module's."""
+    by_name = dict(grouped.model.named_parameters())
+    for k, module in enumerate(separate):
+        for name, p in module.named_parameters():
+            grad = by_name[name].grad.reshape(len(separate), -1)[k]  # logical order, in any memory layout
+            # atol: a bias in front of a batch norm has a zero gradient up to rounding
+            torch.testing.assert_close(grad, p.grad.flatten(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["preact", "released"])
 @pytest.mark.parametrize("bn_head", [False, True])
-def test_grouped_resnets_compute_each_run_exactly(bn_head):
+def test_grouped_resnets_compute_each_run_exactly(bn_head, architecture):
     """K ResNets as one grouped network: per-run outputs, gradients and batch-norm
-    statistics equal those of the K separate modules."""
+    statistics equal those of the K separate modules, in training and in evaluation
+    mode; the released network's convolution biases and Keras batch norms included."""
     seeds = [0, 1, 2]
-    separate = resnets(seeds, bn_head)
-    grouped = training.GroupedRuns(resnets(seeds, bn_head), CPU_RUNTIME)
+    separate = resnets(seeds, bn_head, architecture)
+    grouped = training.GroupedRuns(resnets(seeds, bn_head, architecture), CPU_RUNTIME)
+    settings = convolution_and_batch_norm_settings(separate[0])
+    assert convolution_and_batch_norm_settings(grouped.model) == settings
+    if architecture == "released":
+        assert {(eps, momentum) for _, _, eps, momentum in settings if eps} == {(1e-3, 0.01)}  # Keras
+        assert sum(has_bias for name, has_bias, eps, _ in settings if not eps) == 9  # every convolution
     x = torch.randn(3, 6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     target = torch.randint(0, 10, (3, 6), generator=torch.Generator().manual_seed(1))
     logits = grouped.forward(x, train=True)
@@ -333,21 +366,23 @@ def test_grouped_resnets_compute_each_run_exactly(bn_head):
         reference = module(x[k])
         torch.testing.assert_close(logits[k], reference, rtol=1e-4, atol=1e-5)
         losses.cross_entropy(reference, target[k]).backward()
-    by_name = dict(grouped.model.named_parameters())
+    assert_same_gradients(grouped, separate)
     for k, module in enumerate(separate):
-        for name, p in module.named_parameters():
-            grad = by_name[name].grad.reshape(3, -1)[k]  # logical order, in any memory layout
-            # atol: the bias in front of a batch-norm head has a zero gradient up to rounding
-            torch.testing.assert_close(grad, p.grad.flatten(), rtol=1e-3, atol=1e-4)
         buffers = dict(grouped.model.named_buffers())
         for name, b in module.named_buffers():
             if not name.endswith("num_batches_tracked"):
                 torch.testing.assert_close(buffers[name].reshape(3, -1)[k], b.flatten(), rtol=1e-4, atol=1e-6)
+    for p in [*grouped.parameters(), *(q for module in separate for q in module.parameters())]:
+        p.grad = None
     shared = torch.randn(5, 3, 16, 16)
     evaluated = grouped.forward(shared, train=False, shared=True)
+    evaluated.square().mean(dim=(1, 2)).sum().backward()
     for k, module in enumerate(separate):
         module.eval()
-        torch.testing.assert_close(evaluated[k], module(shared), rtol=1e-4, atol=1e-5)
+        reference = module(shared)
+        torch.testing.assert_close(evaluated[k], reference, rtol=1e-4, atol=1e-5)
+        reference.square().mean().backward()
+    assert_same_gradients(grouped, separate)
 
 
 def test_grouped_training_keeps_the_best_epoch_per_run():
@@ -375,6 +410,16 @@ def test_grouped_training_keeps_the_best_epoch_per_run():
 
 class Interrupted(Exception):
     """Stands for a process killed in the middle of training."""
+
+
+def interrupt_at(stop: int):
+    """An ``on_epoch`` callback that stands for the process being killed in epoch ``stop``."""
+
+    def on_epoch(epoch, stack):
+        if epoch == stop:
+            raise Interrupted
+
+    return on_epoch
 
 
 def tiny_images():
@@ -413,13 +458,9 @@ def test_an_interrupted_group_resumes_and_ends_as_if_uninterrupted(digits, tmp_p
     straight_stack = make_stack()
     straight = train(straight_stack)
 
-    def stop_at_epoch_4(epoch, stack):
-        if epoch == 4:
-            raise Interrupted
-
     checkpoint = tmp_path / "group.pt"
     with pytest.raises(Interrupted):
-        train(make_stack(), checkpoint=checkpoint, checkpoint_seconds=0.0, on_epoch=stop_at_epoch_4)
+        train(make_stack(), checkpoint=checkpoint, checkpoint_seconds=0.0, on_epoch=interrupt_at(4))
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 3  # the last finished epoch
     torch.manual_seed(999)  # a new process: its global stream is elsewhere, the checkpoint restores it
     resumed_stack = make_stack()
@@ -427,7 +468,8 @@ def test_an_interrupted_group_resumes_and_ends_as_if_uninterrupted(digits, tmp_p
                                    progress=False, checkpoint=checkpoint, checkpoint_seconds=0.0)
     for a, b in zip(straight, resumed):
         assert a.val_history == b.val_history
-        assert (a.selected_epoch, a.test_accuracy) == (b.selected_epoch, b.test_accuracy)
+        assert (a.selected_epoch, a.test_accuracy, a.val_accuracy) == (b.selected_epoch, b.test_accuracy,
+                                                                        b.val_accuracy)
     for a, b in zip(straight_stack.snapshot(), resumed_stack.snapshot()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -447,7 +489,7 @@ def test_run_cells_removes_the_checkpoint_of_a_stored_group(tmp_path, monkeypatc
     assert len(frame) == 1
     epochs = training.profile_settings(training.get_experiment("digits_fc"), "smoke").schedule.epochs
     assert [epoch for _, epoch in written] == list(range(1, epochs + 1))
-    assert written[0][0].parent == tmp_path / ".partial"
+    assert written[0][0].parent == tmp_path / training.CHECKPOINT_FOLDER
     assert not written[0][0].exists()  # removed once the run was stored
 
 
@@ -893,3 +935,162 @@ def test_a_group_stored_by_another_process_meanwhile_is_not_trained_again(tmp_pa
     assert sorted(frame["method"]) == ["cross_entropy", "forward_That"]  # no duplicate stage-1 row
     assert rows["T_error"].iloc[0] == pytest.approx(
         estimation_error(T_hat, np.eye(10)))  # no noise: T is the identity
+
+
+# ------------------------------------------------ the released code's recipe
+
+RELEASED = training.experiments.RECIPES["released"]
+
+
+def released_images():
+    """:func:`tiny_images` prepared as the released recipe prepares them."""
+    group, y_tr, y_va = tiny_images()
+    mean = data.pixel_mean([group.x_train, group.x_val], scale=1.0)
+    return replace(group, pixel_mean=mean, pixel_scale=1.0, augmentation="shift_flip"), y_tr, y_va
+
+
+def test_batch_order_draws_a_fresh_permutation_per_pass_and_epochs_continue_the_pass():
+    """Keras' ``ImageDataGenerator.flow``: passes over the n examples, each in a new
+    permutation (batches 4, 4, 2 of 10 here), taken ``steps`` batches per epoch."""
+    order = loop._BatchOrder([torch.Generator().manual_seed(5)], 10, 4, CPU)
+    epochs = [list(order.epoch(4)) for _ in range(3)]  # 12 batches: 4 passes of 3
+    assert [b.shape[1] for e in epochs for b in e] == [4, 4, 2] * 4
+    reference = torch.Generator().manual_seed(5)
+    expected = torch.cat([torch.randperm(10, generator=reference) for _ in range(4)])
+    assert torch.equal(torch.cat([b[0] for e in epochs for b in e]), expected)
+    one_pass = loop._BatchOrder([torch.Generator().manual_seed(5)], 10, 4, CPU)
+    assert [torch.cat(list(one_pass.epoch(one_pass.batches_per_pass)), 1)[0].tolist() for _ in range(4)] == \
+        [p.tolist() for p in expected.view(4, 10)]  # the default: one pass per epoch
+
+
+def test_a_released_epoch_has_n_train_plus_n_val_over_batch_size_steps():
+    """(48 training + 32 validation) // 20 = 4 steps per epoch (the released code's
+    ``X_train.shape[0] // num_batch`` on all 50,000 images), drawn from passes of
+    48 in batches of 20, 20, 8: the second epoch starts inside a pass."""
+    group, y_tr, y_va = released_images()
+    stack = training.ModuleRuns(resnets([3], architecture="released"), CPU_RUNTIME)
+    sizes = []
+    forward = stack.forward
+
+    def recording(x, train, shared=False):
+        if train:
+            sizes.append(x.shape[1])
+        return forward(x, train, shared)
+
+    stack.forward = recording
+    schedule = training.Schedule("sgd", 0.05, 3, batch_size=20, momentum=0.9, weight_decay=1e-4)
+    training.train_group(stack, "cross_entropy", group, y_tr[None], y_va[None], None, schedule, [5],
+                         recipe=RELEASED, progress=False)
+    assert sizes == [20, 20, 8, 20] + [20, 8, 20, 20] + [8, 20, 20, 8]
+    sizes.clear()
+    training.train_group(stack, "cross_entropy", group, y_tr[None], y_va[None], None, schedule, [5], progress=False)
+    assert sizes == [20, 20, 8] * 3
+    with pytest.raises(ValueError, match="needs a full batch: 80 training and validation examples, batch size 128"):
+        training.train_group(stack, "cross_entropy", group, y_tr[None], y_va[None], None,
+                             replace(schedule, batch_size=128), [5], recipe=RELEASED, progress=False)
+
+
+def test_kernel_penalty_is_each_runs_l2_penalty_on_its_kernels(digits):
+    """λ Σ‖w‖² over the convolution and dense kernels of each run's own network
+    (Keras' ``kernel_regularizer=l2(λ)``), whatever the batching."""
+    seeds = [3, 4]
+
+    def squares(modules):  # the multi-dimensional weights: kernels, not biases or batch-norm scales
+        return np.array([sum(p.detach().double().pow(2).sum().item() for name, p in m.named_parameters()
+                             if name.endswith("weight") and p.dim() > 1) for m in modules])
+
+    nets = resnets(seeds, architecture="released")
+    for stack in (training.ModuleRuns(resnets(seeds, architecture="released"), CPU_RUNTIME),
+                  training.GroupedRuns(resnets(seeds, architecture="released"), CPU_RUNTIME),
+                  training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME)):
+        expected = squares(mlps(seeds) if isinstance(stack, training.StackedMLP) else nets)
+        np.testing.assert_allclose(loop.kernel_penalty(stack, 2, 1e-3).numpy(), 1e-3 * expected, rtol=1e-5)
+
+
+def test_penalised_selection_adds_the_penalty_and_stores_the_data_loss(digits, monkeypatch):
+    """With the released recipe the selected epoch minimises validation loss + λ‖w‖²
+    (Keras' ``val_loss``); a validation loss falling slower than the kernels grow
+    then selects an earlier epoch than the data loss alone, and the stored
+    ``val_loss`` and history stay the data loss."""
+    seeds = [7, 8]
+    T, y_tr, y_va = noisy(digits, seeds, rate=0.2)
+    scripted = [[1.0 - 0.001 * e] * 2 for e in range(4)]  # the data loss improves a little every epoch
+    penalties = []
+
+    def scripted_validation(stack, group, method, y_val, matrices, clipped=False):
+        epoch = len(penalties) - 1
+        return torch.tensor(scripted[epoch]), torch.full((2,), 50.0)
+
+    def record_penalty(epoch, stack):  # λ Σ‖W‖² of each run, computed here from the stacked weights
+        penalties.append([0.01 * sum(w[k].double().pow(2).sum().item() for w in stack.weights) for k in range(2)])
+
+    monkeypatch.setattr(loop, "_validate", scripted_validation)
+    schedule = replace(SCHEDULE, epochs=4, weight_decay=0.01)  # AdaGrad: λ only in the penalty
+    outcomes = {}
+    for recipe in (training.experiments.RECIPES["default"], RELEASED):
+        penalties.clear()
+        outcomes[recipe] = training.train_group(
+            training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME), "cross_entropy", group_data(digits), y_tr, y_va,
+            None, schedule, seeds, on_epoch=record_penalty, recipe=recipe, progress=False)
+    criterion = np.array(scripted) + np.array(penalties)
+    for k in range(2):
+        plain, penalised = outcomes[training.experiments.RECIPES["default"]][k], outcomes[RELEASED][k]
+        assert plain.selected_epoch == 4
+        assert penalised.selected_epoch == int(np.argmin(criterion[:, k])) + 1 != 4
+        assert penalised.val_loss == pytest.approx(scripted[penalised.selected_epoch - 1][k])
+        assert penalised.val_history == pytest.approx([s[k] for s in scripted])
+
+
+def test_released_milestones_follow_the_released_learning_rate_scheduler():
+    """The released ``lr_scheduler``: 0.1, then 0.01 for ``epoch > 40``, 0.001 for
+    ``epoch > 80`` (0-based epochs): 41 epochs at 0.1, one more than milestones 40, 80."""
+    stack = training.ModuleRuns(resnets([0]), CPU_RUNTIME)
+    rates = {}
+    for offset in (0, RELEASED.milestone_offset):
+        opt, lr_schedule = loop._optimizer(training.CIFAR10_SGD, stack, offset)
+        rates[offset] = []
+        for _ in range(120):
+            rates[offset].append(opt.param_groups[0]["lr"])
+            opt.step()
+            lr_schedule.step()
+    keras = [0.001 if epoch > 80 else 0.01 if epoch > 40 else 0.1 for epoch in range(120)]
+    np.testing.assert_allclose(rates[RELEASED.milestone_offset], keras, rtol=1e-12)
+    assert rates[0].count(0.1) == 40 and rates[RELEASED.milestone_offset].count(0.1) == 41
+
+
+def test_a_released_recipe_group_resumes_inside_a_pass_and_ends_as_if_uninterrupted(tmp_path):
+    group, y_tr, y_va = released_images()
+    seeds = [3, 4]
+    schedule = training.Schedule("sgd", 0.05, 4, batch_size=20, momentum=0.9, weight_decay=1e-2, milestones=(1, 2))
+
+    def train(stack, recipe=RELEASED, **kwargs):
+        return training.train_group(stack, "cross_entropy", group, torch.stack([y_tr] * 2), torch.stack([y_va] * 2),
+                                    None, schedule, seeds, augment_seeds=[11, 12], recipe=recipe, progress=False,
+                                    **kwargs)
+
+    def make_stack():
+        return training.GroupedRuns(resnets(seeds, architecture="released"), CPU_RUNTIME)
+
+    straight_stack = make_stack()
+    straight = train(straight_stack)
+
+    checkpoint = tmp_path / "group.pt"
+    with pytest.raises(Interrupted):
+        train(make_stack(), checkpoint=checkpoint, checkpoint_seconds=0.0, on_epoch=interrupt_at(3))
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["epoch"] == 2 and saved["order_pass"]["position"] == 8 % 3  # 8 batches: inside the third pass
+    assert "best_criterion" in saved
+    resumed_stack = make_stack()
+    resumed = train(resumed_stack, checkpoint=checkpoint, checkpoint_seconds=0.0)
+    for a, b in zip(straight, resumed):
+        assert a.val_history == b.val_history
+        assert (a.selected_epoch, a.test_accuracy, a.val_loss) == (b.selected_epoch, b.test_accuracy, b.val_loss)
+    for a, b in zip(straight_stack.snapshot(), resumed_stack.snapshot()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    default = tmp_path / "default.pt"
+    with pytest.raises(Interrupted):
+        train(make_stack(), recipe=training.experiments.RECIPES["default"], checkpoint=default,
+              checkpoint_seconds=0.0, on_epoch=interrupt_at(3))
+    assert set(torch.load(default, weights_only=True)) == {  # the default recipe's checkpoints keep their keys
+        "epoch", "history", "best_epoch", "stack", "best", "best_loss", "best_val_accuracy", "optimizer",
+        "lr_schedule", "rng", "seconds", "description", "epochs"}

@@ -29,6 +29,7 @@ __all__ = [
     "backward_matrix",
     "bootstrap_hard",
     "bootstrap_soft",
+    "clipped_cross_entropy",
     "cross_entropy",
     "forward_corrected",
     "log_transition",
@@ -157,6 +158,26 @@ def backward_matrix(
 
 
 KERAS_EPSILON = 1e-7  # the probability clip of the authors' Keras losses
+
+
+def clipped_cross_entropy(
+    logits: Tensor, target: Tensor, reduction: str = "mean", eps: float = KERAS_EPSILON
+) -> Tensor:
+    """Cross-entropy of probabilities clipped to ``[ε, 1 - ε]``: ``-log clip(softmax(h)_y, ε, 1 - ε)``.
+
+    What the authors' Keras code minimises (its ``crossentropy`` on the softmax
+    output, like Keras' ``categorical_crossentropy``, with ε = :data:`KERAS_EPSILON`):
+    at most ``-log ε`` ≈ 16.12 per example, and no gradient from an example
+    whose label probability lies outside ``[ε, 1 - ε]`` (a confidently
+    mislabelled example is ignored, where :func:`cross_entropy` pushes it with
+    gradient ≈ 1). Computed in log space, ``clamp(log_softmax(h)_y, log ε,
+    log(1 - ε))``, the same values without the softmax's underflow.
+    """
+    target = _check_inputs(logits, target)
+    if not 0.0 < eps < 0.5:
+        raise ValueError(f"eps must lie in (0, 0.5), got {eps}")
+    log_p = logits.log_softmax(dim=1).gather(1, target[:, None])[:, 0]
+    return _reduce(-log_p.clamp(math.log(eps), math.log1p(-eps)), reduction)
 
 
 def per_example_backward(

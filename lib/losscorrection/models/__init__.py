@@ -23,9 +23,14 @@ inputs of a dense layer, ``k*k*in_channels`` of a convolution); every other
 dense layer and every embedding is uniform in ``[-0.05, 0.05]``; biases are
 zero (the LSTM's forget gate excepted). All random draws come from torch's
 global generator, so ``torch.manual_seed(s)`` followed by a constructor gives
-the same parameters every time. Where the authors' released Keras code
-differs from the text (MNIST dropout 0.2, ``he_normal`` also on output layers,
-a slightly different LSTM model and ResNet block) we follow the text.
+the same parameters every time. The constructors' defaults follow the text;
+the authors' released Keras code is one argument away: ``dropout=0.2`` for
+the MNIST network, ``output_init="he_normal"`` for the output layers of the
+MNIST and IMDB networks, the LSTM's ``embedding_dim``, ``spatial_dropout``
+and ``gate_activation`` options, and ``architecture="released"`` for the
+ResNet (whose He normal is Keras 2's, truncated at two standard
+deviations). The experiments of :mod:`losscorrection.training` choose
+between the two (the book's reproduction notes say which and why).
 
 Modules:
 

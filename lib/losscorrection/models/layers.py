@@ -51,6 +51,15 @@ def _he_normal(weight: Tensor) -> None:
     nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
 
 
+def _keras2_he_normal(weight: Tensor) -> None:
+    """Keras 2 ``he_normal`` (``VarianceScaling(2, "fan_in", "normal")``): a normal
+    with std ``s = sqrt(2 / fan_in)`` truncated to ``[-2s, 2s]`` (values beyond are
+    redrawn), so the weights' std is ``0.8796 s``. ``fan_in = weight[0].numel()``:
+    inputs of a dense layer, ``k*k*in_channels`` of a convolution."""
+    std = (2.0 / weight[0].numel()) ** 0.5
+    nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std)
+
+
 def _uniform(weight: Tensor) -> None:
     """Uniform in ``[-0.05, 0.05]``: the paper's init for every other layer."""
     nn.init.uniform_(weight, -UNIFORM_SCALE, UNIFORM_SCALE)
@@ -60,6 +69,27 @@ def _init_linear(layer: nn.Linear, relu_follows: bool) -> nn.Linear:
     (_he_normal if relu_follows else _uniform)(layer.weight)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
+    return layer
+
+
+OUTPUT_INITS = ("uniform", "he_normal")
+
+
+def _init_output(layer: nn.Linear, output_init: str) -> nn.Linear:
+    """Initialise an output layer (no ReLU follows); zero bias.
+
+    ``"uniform"``: in ``[-0.05, 0.05]``, as the paper's text says.
+    ``"he_normal"``: the initialiser the authors' released code names, drawn
+    by :func:`_he_normal` (untruncated, like the hidden layers of the MLP and
+    the text models; Keras 2's own ``he_normal`` truncates at two standard
+    deviations). The He normal draw replaces a uniform one made first, so a
+    model's random stream up to its output layer is the same under both.
+    """
+    if output_init not in OUTPUT_INITS:
+        raise ValueError(f"unknown output_init {output_init!r}; known: {', '.join(OUTPUT_INITS)}")
+    _init_linear(layer, relu_follows=False)
+    if output_init == "he_normal":
+        _he_normal(layer.weight)
     return layer
 
 

@@ -3,7 +3,8 @@
 :class:`MLP`: two hidden layers of 128 ReLU units, each followed by dropout
 (0.5 in the text), then a dense output layer and optionally the §5.2
 :func:`~losscorrection.models.layers.output_head`; hidden layers He normal,
-output layer uniform in ``[-0.05, 0.05]``.
+output layer uniform in ``[-0.05, 0.05]`` (the text) or He normal (the
+released code).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import _apply_head, _check_rate, _init_linear, output_head
+from .layers import _apply_head, _check_rate, _init_linear, _init_output, output_head
 
 __all__ = ["MLP"]
 
@@ -31,9 +32,11 @@ class MLP(nn.Module):
     relies on it): for each hidden layer ``Linear -> ReLU -> Dropout(p)``;
     then the output ``Linear``; then the optional head.
 
-    Init: hidden layers He normal (fan_in), output layer uniform in
-    [-0.05, 0.05], zero biases (the released code uses ``he_normal`` on the
-    output layer as well).
+    Init: hidden layers He normal (fan_in); output layer uniform in
+    [-0.05, 0.05] as the text says for layers not followed by a ReLU
+    (``output_init="uniform"``), or He normal as the released code has it
+    (``output_init="he_normal"``: its three ``Dense`` layers all use Keras'
+    ``he_normal``); zero biases.
 
     Input ``(n, input_dim)`` float (any ``(n, ...)`` with ``input_dim``
     elements per example is flattened); output logits ``(n, num_classes)``.
@@ -46,6 +49,7 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (128, 128),
         dropout: float = 0.5,
         bn_head: bool = False,
+        output_init: str = "uniform",
     ) -> None:
         super().__init__()
         self.input_dim = int(input_dim)
@@ -55,7 +59,7 @@ class MLP(nn.Module):
         self.hidden = nn.ModuleList(
             _init_linear(nn.Linear(a, b), relu_follows=True) for a, b in zip(sizes[:-1], sizes[1:])
         )
-        self.output = _init_linear(nn.Linear(sizes[-1], self.num_classes), relu_follows=False)
+        self.output = _init_output(nn.Linear(sizes[-1], self.num_classes), output_init)
         self.head = output_head(self.num_classes) if bn_head else None
 
     def linear_layers(self) -> list[nn.Linear]:

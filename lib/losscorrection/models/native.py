@@ -9,6 +9,10 @@ compiler, the compile fails or ``LOSSCORR_NATIVE=0`` is set, :func:`kernel`
 returns ``None`` and the model runs its PyTorch formulation, which gives the
 same numbers (``tests/test_models.py``); :func:`status` says which is used
 and why.
+
+Both kernel functions allocate their scratch memory (classes × dim floats) on
+the heap once per call; a size the kernel cannot hold raises a one-line
+:class:`ValueError`, a failed allocation a :class:`MemoryError`.
 """
 
 from __future__ import annotations
@@ -32,13 +36,29 @@ SOURCE = Path(__file__).with_name("gathered_kernel.c")
 FLAGS = ("-O3", "-march=native", "-std=c99", "-shared", "-fPIC")
 
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
-_SIGNATURES = {  # (arguments, result), in the order of gathered_kernel.c
+_SIGNATURES = {  # (arguments, positions of L, D and C among them), in the order of gathered_kernel.c
     # ids, n, L, table, V, D, keep, weight, C, padding_id, logits, lead, prefix
-    "gathered_forward": ((_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR), _I64),
+    "gathered_forward": ((_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR), (2, 5, 8)),
     # ids, lead, n, L, table, D, keep, weight, prefix, C, grad, padding_id, grad_table, grad_weight, lead_grad
     "gathered_backward": ((_PTR, _PTR, _I64, _I64, _PTR, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _I64,
-                           _PTR, _PTR, _PTR), None),
+                           _PTR, _PTR, _PTR), (3, 5, 9)),
 }
+BAD_SIZE, NO_MEMORY = -2, -3  # GATHERED_BAD_SIZE and GATHERED_NO_MEMORY of gathered_kernel.c
+
+
+def _raise_on_failure(sizes: tuple[int, int, int]):
+    """A ctypes ``errcheck`` turning the kernel's failure codes into one-line errors."""
+
+    def check(result: int, function, arguments: tuple) -> int:
+        length, dim, classes = (arguments[k] for k in sizes)
+        if result == BAD_SIZE:
+            raise ValueError(f"{function.__name__}: classes, dim and length must be positive with classes × dim "
+                             f"floats addressable, got classes={classes}, dim={dim}, length={length}")
+        if result == NO_MEMORY:
+            raise MemoryError(f"{function.__name__}: cannot allocate {classes} × {dim} floats of scratch memory")
+        return result
+
+    return check
 
 
 def _cpu_identity() -> str:
@@ -75,9 +95,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         library = ctypes.CDLL(str(path))
     except OSError as error:
         return None, f"PyTorch formulation (loading {path.name} failed: {error})"
-    for name, (argtypes, restype) in _SIGNATURES.items():
+    for name, (argtypes, sizes) in _SIGNATURES.items():
         function = getattr(library, name)
-        function.argtypes, function.restype = argtypes, restype
+        function.argtypes, function.restype, function.errcheck = argtypes, _I64, _raise_on_failure(sizes)
     return library, f"compiled kernel ({path})"
 
 

@@ -2,7 +2,8 @@
 
 :class:`PreActResNet` (built from :class:`PreActBlock`): the pre-activation
 ResNets of depth ``6n + 2`` of He et al. (2016), ResNet-14/32 on CIFAR-10 and
-ResNet-44 on CIFAR-100 (§5.1); :class:`ResNet50` and its builder
+ResNet-44 on CIFAR-100 (§5.1), or with ``architecture="released"`` the
+network of the authors' released Keras code; :class:`ResNet50` and its builder
 :func:`resnet50`: torchvision's ResNet-50, optionally loaded with ImageNet
 weights, for Clothing1M (§5.3). Each returns logits, optionally through the
 §5.2 :func:`~losscorrection.models.layers.output_head`.
@@ -13,16 +14,61 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import _apply_head, _he_normal, _init_linear, output_head
+from .layers import (
+    KERAS_BN_EPS,
+    KERAS_BN_MOMENTUM,
+    _apply_head,
+    _he_normal,
+    _init_linear,
+    _keras2_he_normal,
+    output_head,
+)
 
-__all__ = ["RESNET50_IMAGENET_URL", "PreActBlock", "PreActResNet", "ResNet50", "resnet50"]
+__all__ = [
+    "RESNET50_IMAGENET_URL",
+    "RESNET_ARCHITECTURES",
+    "PreActBlock",
+    "PreActResNet",
+    "ResNet50",
+    "resnet50",
+    "tensorflow_same_padding",
+]
 
 RESNET50_IMAGENET_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
 
 
 # ----------------------------------------------------------------------- CIFAR
+
+RESNET_ARCHITECTURES = ("preact", "released")
+
+
+def _check_architecture(architecture: str) -> bool:
+    """Whether ``architecture`` is the released Keras network; ValueError if unknown."""
+    if architecture not in RESNET_ARCHITECTURES:
+        raise ValueError(
+            f"unknown ResNet architecture {architecture!r}; known: {', '.join(RESNET_ARCHITECTURES)}"
+        )
+    return architecture == "released"
+
+
+def _batch_norm(channels: int, released: bool) -> nn.BatchNorm2d:
+    """PyTorch's batch normalisation, or Keras' (``eps = 1e-3``, momentum 0.99)."""
+    if released:
+        return nn.BatchNorm2d(channels, eps=KERAS_BN_EPS, momentum=KERAS_BN_MOMENTUM)
+    return nn.BatchNorm2d(channels)
+
+
+def tensorflow_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """The zeros TensorFlow's ``padding="SAME"`` adds (before, after) along one axis of
+    ``size`` pixels: ``ceil(size / stride)`` outputs, the odd one of an odd total after.
+    For ``size = 32, kernel = 3, stride = 2``: ``(0, 1)``, where PyTorch's
+    ``padding=1`` gives ``(1, 1)`` (the same 16 outputs, windows shifted by a pixel)."""
+    outputs = -(-size // stride)
+    total = max((outputs - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
 class PreActBlock(nn.Module):
@@ -33,21 +79,55 @@ class PreActBlock(nn.Module):
     stride)``, a projection of the pre-activated input. Convolutions have no
     bias. Input ``(n, in_channels, H, W)``; output ``(n, out_channels, H/stride,
     W/stride)``.
+
+    ``architecture="released"``: the block of the authors' Keras code
+    (``resnet.residual``): ``s = conv1x1(x, stride)`` projects the raw input,
+    every convolution has a bias, batch norms use Keras' ``eps = 1e-3`` and
+    momentum 0.99 (``momentum=0.01`` here), and a strided 3x3 convolution pads
+    as TensorFlow's ``"SAME"`` (:func:`tensorflow_same_padding`).
+    ``preactivate=False`` drops ``ReLU(BN(.))``: ``a = x`` (the released
+    network's first block, whose input is already normalised; ``bn1`` is None).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels of the input and of the output.
+    stride : int
+        Stride of the first 3x3 convolution and of the projection.
+    architecture : str
+        ``"preact"`` or ``"released"``.
+    preactivate : bool
+        Apply ``ReLU(BN(.))`` to the input first.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        architecture: str = "preact",
+        preactivate: bool = True,
+    ) -> None:
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        released = _check_architecture(architecture)
+        self.bn1 = _batch_norm(in_channels, released) if preactivate else None
+        self.pad_like_tensorflow = released and stride != 1
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride,
+                               padding=0 if self.pad_like_tensorflow else 1, bias=released)
+        self.bn2 = _batch_norm(out_channels, released)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=released)
         self.shortcut = None
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=released)
+        self.project_raw_input = released
 
     def forward(self, x: Tensor) -> Tensor:
-        a = torch.relu(self.bn1(x))
-        shortcut = x if self.shortcut is None else self.shortcut(a)
+        a = x if self.bn1 is None else torch.relu(self.bn1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(x if self.project_raw_input else a)
+        if self.pad_like_tensorflow:
+            (stride, _), (kernel, _) = self.conv1.stride, self.conv1.kernel_size
+            rows, cols = (tensorflow_same_padding(size, kernel, stride) for size in a.shape[-2:])
+            a = F.pad(a, (*cols, *rows))
         h = self.conv1(a)
         h = self.conv2(torch.relu(self.bn2(h)))
         return h + shortcut
@@ -61,49 +141,103 @@ class PreActResNet(nn.Module):
     :class:`PreActBlock` with 16, 32 and 64 channels, the first block of
     stages 2 and 3 with stride 2 and a 1x1 projection shortcut; then
     ``BN -> ReLU -> global average pooling -> Linear(64, num_classes)`` and,
-    with ``bn_head``, :func:`output_head`.
+    with ``bn_head``, :func:`output_head`. Feature maps: ``(n, 16, 32, 32)``
+    after the stem and stage 1, ``(n, 32, 16, 16)`` after stage 2, ``(n, 64,
+    8, 8)`` after stage 3, ``(n, 64)`` after pooling.
 
-    Init: convolutions He normal with ``mode='fan_in'`` (std ``sqrt(2 /
-    (9 * in_channels))`` for 3x3; Keras ``he_normal``, as in the released
-    code), batch norm weight 1 and bias 0, final dense layer uniform in
-    [-0.05, 0.05] with zero bias (the released code: ``he_normal``). The
-    released Keras network also differs slightly in its blocks (a BN-ReLU
-    after the stem in place of the first block's pre-activation, projections
-    of the raw input, convolution biases).
+    Init (``architecture="preact"``): convolutions He normal with
+    ``mode='fan_in'`` (std ``sqrt(2 / (9 * in_channels))`` for 3x3), batch norm
+    weight 1 and bias 0, final dense layer uniform in [-0.05, 0.05] with zero
+    bias; no convolution has a bias.
+
+    ``architecture="released"``: the network of the authors' Keras code
+    (``resnet.cifar10_resnet``, Keras 2 on TensorFlow), same depths, channels
+    and feature-map shapes, differing in:
+
+    - stem: ``conv3x3(3 -> 16) -> BN -> ReLU`` (``stem_bn``); the first block
+      of stage 1 has no pre-activation (``bn1`` is None), so its input
+      ``(n, 16, 32, 32)`` is normalised once, not twice;
+    - shortcuts: the 1x1 stride-2 projections (``(n, 16, 32, 32) -> (n, 32,
+      16, 16)`` and ``(n, 32, 16, 16) -> (n, 64, 8, 8)``) read the block's raw
+      input ``x``, not ``ReLU(BN(x))``;
+    - biases: every convolution (stem, 3x3, 1x1 projections) has a bias,
+      initialised to zero (Keras ``Conv2D``'s ``use_bias=True``);
+    - padding: a stride-2 3x3 convolution pads ``"SAME"`` as TensorFlow does,
+      0 zeros before and 1 after on a 32 or 16 pixel axis (windows centred on
+      odd pixels), where ``padding=1`` pads 1 and 1;
+    - init: every convolution and the dense layer Keras 2 ``he_normal``, a
+      normal of std ``sqrt(2 / fan_in)`` truncated at two standard deviations
+      (the dense layer's ``fan_in`` is 64); dense bias zero;
+    - batch norm (every one): Keras' ``eps = 1e-3`` and moving
+      averages with momentum 0.99, i.e. PyTorch ``momentum = 0.01`` (the
+      running variance is PyTorch's unbiased one);
+    - parameters: ResNet-14 with 10 classes has 175,626 (the pre-activation
+      network: 175,066; the difference is the 560 convolution
+      biases).
+
+    Both: the L2 weight decay of the released code falls on the convolution
+    and dense kernels only (:func:`~losscorrection.models.layers.kernels`),
+    never on biases or batch-norm parameters; the released code's 8x8 average
+    pooling is the global average pooling of a 32x32 input.
 
     Input float ``(n, 3, 32, 32)`` (other sizes work too: the pooling is
     global; the channels-last memory format is supported); output logits ``(n, num_classes)``.
+
+    Parameters
+    ----------
+    depth : int
+        ``6n + 2`` with ``n >= 1`` (8, 14, 20, 32, 44, ...).
+    num_classes : int
+        Outputs of the dense layer.
+    bn_head : bool
+        Add :func:`output_head` after the dense layer (§5.2).
+    architecture : str
+        ``"preact"`` (default) or ``"released"`` (see above).
     """
 
-    def __init__(self, depth: int, num_classes: int = 10, bn_head: bool = False) -> None:
+    def __init__(self, depth: int, num_classes: int = 10, bn_head: bool = False,
+                 architecture: str = "preact") -> None:
         super().__init__()
         if depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, ...), got {depth}")
+        released = _check_architecture(architecture)
         self.depth = int(depth)
+        self.architecture = architecture
         n = (depth - 2) // 6
-        self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.stem = nn.Conv2d(3, 16, 3, padding=1, bias=released)
+        self.stem_bn = _batch_norm(16, released) if released else None
         stages = []
         in_channels = 16
         for i, channels in enumerate((16, 32, 64)):
             blocks = []
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
-                blocks.append(PreActBlock(in_channels, channels, stride))
+                first = i == 0 and j == 0
+                blocks.append(PreActBlock(in_channels, channels, stride, architecture,
+                                          preactivate=not (released and first)))
                 in_channels = channels
             stages.append(nn.Sequential(*blocks))
         self.stage1, self.stage2, self.stage3 = stages
-        self.bn = nn.BatchNorm2d(in_channels)
+        self.bn = _batch_norm(in_channels, released)
         self.fc = _init_linear(nn.Linear(in_channels, num_classes), relu_follows=False)
         self.head = output_head(num_classes) if bn_head else None
+        he_normal = _keras2_he_normal if released else _he_normal
+        if released:
+            he_normal(self.fc.weight)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
-                _he_normal(module.weight)
+                he_normal(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.stage3(self.stage2(self.stage1(self.stem(x))))
+        h = self.stem(x)
+        if self.stem_bn is not None:
+            h = torch.relu(self.stem_bn(h))
+        h = self.stage3(self.stage2(self.stage1(h)))
         h = torch.relu(self.bn(h)).mean(dim=(2, 3))
         return _apply_head(self.head, self.fc(h))
 

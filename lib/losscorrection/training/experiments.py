@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .. import noise
 from ..data import Split
+from ..data.augmentation import AUGMENTATIONS
 from ..methods import METHODS
 from ..noise import HUMAN_NOISES, NOISES
 
@@ -31,15 +32,18 @@ __all__ = [
     "IMDB_SETTINGS",
     "MNIST_SETTINGS",
     "PROFILES",
+    "RECIPES",
     "Cell",
     "Experiment",
     "NoisyLabels",
     "ProfileSettings",
+    "Recipe",
     "Schedule",
     "augment_seed",
     "dropout_seed",
     "figure_cells",
     "get_experiment",
+    "get_recipe",
     "noisy_labels",
     "order_seed",
     "profile_label",
@@ -88,6 +92,68 @@ IMDB_SETTINGS = (("none", 0.0), ("symmetric", 0.1), ("asymmetric", 0.1), ("asymm
 FIGURE_RATES = (0.0, 0.1, 0.2, 0.3, 0.4)
 CIFAR10N_SETTINGS = (("aggre", 0.0), ("random1", 0.0), ("worst", 0.0))  # human label sets: no rate
 
+EPOCH_LENGTHS = ("training_pass", "full_training_set")
+PIXEL_PREPARATIONS = ("scaled_training_mean", "raw_all_mean")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the runs of an image experiment train beyond their schedule: one field
+    per way in which the authors' released Keras code (``models.py``,
+    ``loss.py``, ``resnet.py``) trains its CIFAR ResNets differently from this
+    library; every default is the library's own behaviour (:data:`RECIPES`).
+
+    ``epoch_length``: ``"training_pass"``, an epoch is one pass over the
+    training split in a fresh order per run; ``"full_training_set"``, an epoch
+    is ``(n_train + n_val) // batch_size`` batches (390 on CIFAR: Keras'
+    ``steps_per_epoch = X_train.shape[0] // num_batch`` counts all 50,000
+    images) taken from passes over the training split that continue across
+    epochs, each pass in a fresh order and ending in a partial batch, as
+    Keras' ``ImageDataGenerator.flow`` iterates.
+    ``augmentation``: a name of :data:`~losscorrection.data.augmentation.AUGMENTATIONS`:
+    ``"pad_crop"`` (4-pixel zero padding, random crop, flip) or ``"shift_flip"``
+    (shifts of up to 10 %, border pixels repeated, flip).
+    ``pixels``: ``"scaled_training_mean"``, ``x / 255`` minus the per-pixel
+    mean of the training split; ``"raw_all_mean"``, ``x`` in 0..255 minus the
+    per-pixel mean of the training and validation images (all 50,000).
+    ``clipped_cross_entropy``: cross-entropy on probabilities clipped to
+    ``[1e-7, 1 − 1e-7]``, in training and validation.
+    ``penalised_selection``: the selected epoch minimises validation loss +
+    ``λ‖w‖²`` over the kernels (Keras' ``val_loss`` includes the L2
+    penalty); the stored ``val_loss`` stays the data loss.
+    ``milestone_offset``: the learning rate drops this many epochs after each
+    milestone (the released scheduler's ``epoch > 40``: 41 epochs at 0.1).
+    ``model_options``: network arguments, ``(name, value)`` pairs.
+    """
+
+    epoch_length: str = "training_pass"
+    augmentation: str = "pad_crop"
+    pixels: str = "scaled_training_mean"
+    clipped_cross_entropy: bool = False
+    penalised_selection: bool = False
+    milestone_offset: int = 0
+    model_options: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, value, known in (("epoch_length", self.epoch_length, EPOCH_LENGTHS),
+                                   ("augmentation", self.augmentation, tuple(AUGMENTATIONS)),
+                                   ("pixels", self.pixels, PIXEL_PREPARATIONS)):
+            if value not in known:
+                raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+        if self.milestone_offset < 0:
+            raise ValueError(f"milestone_offset must be >= 0, got {self.milestone_offset}")
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(),
+    # The released Keras code (Keras 2.0-2.1.4: ImageDataGenerator resamples with spline order 0).
+    "released": Recipe(
+        epoch_length="full_training_set", augmentation="shift_flip", pixels="raw_all_mean",
+        clipped_cross_entropy=True, penalised_selection=True, milestone_offset=1,
+        model_options=(("architecture", "released"),),
+    ),
+}
+
 
 @dataclass(frozen=True, kw_only=True)
 class Experiment:
@@ -103,6 +169,7 @@ class Experiment:
     description: str
     paper_block: str | None = None  # experiment key in the paper's Table 2 (package data)
     paper_note: str = ""  # how our data differs from the paper block's, when it does
+    paper_data: str = "own"  # the paper block's data: "own", a "copy" of its images (JPEG), or a "stand-in"
     quantile: float | None = 0.97  # estimator's α-percentile (None: argmax)
     augment: bool = False
     figure: bool = True  # whether Figure 1 has a panel for it (its asymmetric-noise cells)
@@ -114,7 +181,7 @@ def _mnist_like(key: str, dataset: str, description: str, dropout: float, paper_
     return Experiment(
         key=key, dataset=dataset, model="mlp", noise_family="mnist", schedule=ADAGRAD, runs=5,
         settings=MNIST_SETTINGS, description=description, paper_block="mnist_fc", paper_note=paper_note,
-        model_kwargs={"dropout": dropout},
+        paper_data="stand-in" if paper_note else "own", model_kwargs={"dropout": dropout},
     )
 
 
@@ -133,7 +200,7 @@ def _cifar(key: str, dataset: str, depth: int, description: str) -> Experiment:
         schedule=CIFAR100_SGD if hundred else CIFAR10_SGD, runs=1, settings=MNIST_SETTINGS,
         description=description, paper_block=f"{'cifar100' if hundred else 'cifar10'}_resnet{depth}",
         paper_note="measured on the lossless CIFAR-10; ours on its JPEG copy (quality about 75)" if jpeg else "",
-        quantile=None if hundred else 0.97, augment=True,
+        paper_data="copy" if jpeg else "own", quantile=None if hundred else 0.97, augment=True,
     )
 
 
@@ -222,6 +289,18 @@ def get_experiment(key: str) -> Experiment:
     if len(matches) == 1:
         return EXPERIMENTS[matches[0]]
     raise ValueError(f"unknown experiment {key!r}; known: {', '.join(EXPERIMENTS)}")
+
+
+def get_recipe(name: str, experiment: Experiment | None = None) -> Recipe:
+    """The recipe called ``name`` (:data:`RECIPES`); ValueError when unknown, or
+    when ``experiment`` is not an augmented image experiment and the recipe
+    is not the default (its preprocessing and augmentation are for images)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    if experiment is not None and name != "default" and not experiment.augment:
+        supported = ", ".join(k for k, e in EXPERIMENTS.items() if e.augment)
+        raise ValueError(f"recipe {name!r} is for the image experiments ({supported}), not {experiment.key}")
+    return RECIPES[name]
 
 
 @dataclass(frozen=True)

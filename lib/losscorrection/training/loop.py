@@ -21,13 +21,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .. import data as data_module
+from ..data.augmentation import AUGMENTATIONS
 from . import checkpoint as checkpoints
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states, to_device
-from .experiments import Schedule
+from .experiments import RECIPES, Recipe, Schedule
 from .objective import per_run_losses
-from .runs import RunStack
+from .runs import ModuleRuns, RunStack
 
-__all__ = ["EVAL_BATCH", "GroupData", "RunOutcome", "TimeLimitReached", "train_group", "weight_decay_groups"]
+__all__ = [
+    "EVAL_BATCH", "GroupData", "RunOutcome", "TimeLimitReached", "kernel_penalty", "train_group",
+    "weight_decay_groups",
+]
 
 EVAL_BATCH = 2048  # examples per forward pass when evaluating
 
@@ -46,22 +50,29 @@ class GroupData:
     x_test: Tensor
     y_test: Tensor
     num_classes: int
-    pixel_mean: Tensor | None = None  # images: per-pixel mean of the training split
+    pixel_mean: Tensor | None = None  # images: the per-pixel mean subtracted from x / pixel_scale
     augment: bool = False
+    augmentation: str = "pad_crop"  # a name of data.augmentation.AUGMENTATIONS
+    pixel_scale: float = 255.0  # images: inputs are x / pixel_scale - pixel_mean
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {self.augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
 
     def prepare(self, x: Tensor, train: bool, generators: list[torch.Generator] | None = None) -> Tensor:
-        """Model inputs from stored ones: images -> float, mean-subtracted and, when
-        training an augmenting experiment, augmented. ``x``: ``(K, B, ...)`` per-run
+        """Model inputs from stored ones: images -> float, scaled, mean-subtracted and,
+        when training an augmenting experiment, augmented (``augmentation``). ``x``: ``(K, B, ...)`` per-run
         batches (augmented with run k's ``generators[k]``) or ``(N, ...)``."""
         if self.pixel_mean is None:
             return x
         shape = x.shape
-        images = data_module.prepare_images(x.reshape(-1, *shape[-3:]), self.pixel_mean)
+        images = data_module.prepare_images(x.reshape(-1, *shape[-3:]), self.pixel_mean, self.pixel_scale)
         if train and self.augment:
             if generators is None or len(generators) != shape[0] or x.dim() != 5:
                 raise ValueError("augmenting needs per-run batches (K, B, C, H, W) and one generator per run")
             per_run = images.view(shape[0], -1, *images.shape[1:])
-            images = torch.cat([data_module.augment_batch(run, g) for run, g in zip(per_run, generators)])
+            augment = AUGMENTATIONS[self.augmentation]
+            images = torch.cat([augment(run, g) for run, g in zip(per_run, generators)])
         return images.reshape(*shape[:-3], *images.shape[1:])
 
 
@@ -72,6 +83,7 @@ class RunOutcome:
     test_accuracy: float  # percent, clean test labels
     selected_epoch: int  # 1-based epoch with the lowest validation loss
     val_loss: float  # at the selected epoch
+    val_accuracy: float  # percent, noisy validation labels, at the selected epoch (nan: not recorded)
     val_history: list[float]  # validation loss after every epoch
     probs: np.ndarray | None  # (n_train + n_val, c) softmax of the selected model (stage 1)
     group_seconds: float  # the whole group's training and testing time, as if uninterrupted (see train_group)
@@ -95,10 +107,10 @@ def weight_decay_groups(
 
 
 def _optimizer(
-    schedule: Schedule, stack: RunStack
+    schedule: Schedule, stack: RunStack, milestone_offset: int = 0
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.MultiStepLR]:
     """The schedule's optimiser over the stack's parameters and its step-wise
-    learning-rate decay."""
+    learning-rate decay, ``milestone_offset`` epochs after each milestone."""
     params = stack.parameters()
     if schedule.optimizer == "adagrad":
         # The fused kernel exists for CPU tensors only; it makes one pass over
@@ -110,7 +122,55 @@ def _optimizer(
         opt = torch.optim.SGD(groups, lr=schedule.lr, momentum=schedule.momentum)
     else:
         raise ValueError(f"unknown optimizer {schedule.optimizer!r}; known: adagrad, sgd")
-    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, list(schedule.milestones), gamma=0.1)
+    milestones = [m + milestone_offset for m in schedule.milestones]
+    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
+
+
+def kernel_penalty(stack: RunStack, runs: int, weight_decay: float) -> Tensor:
+    """Each run's L2 penalty ``λ Σ‖w‖²`` over its kernels (:meth:`RunStack.kernels`,
+    what Keras' ``kernel_regularizer=l2(λ)`` adds to the loss): float32 ``(runs,)``.
+
+    :class:`~losscorrection.training.runs.ModuleRuns` lists run after run the
+    same number of kernels; the batched stacks keep run k's block of every
+    kernel at ``w.reshape(runs, -1)[k]``."""
+    with torch.no_grad():
+        kernels = [w.detach().float() for w in stack.kernels()]
+        if isinstance(stack, ModuleRuns):
+            per_run = len(kernels) // runs
+            squares = [sum(w.pow(2).sum() for w in kernels[k * per_run:(k + 1) * per_run]) for k in range(runs)]
+            return weight_decay * torch.stack(squares)
+        return weight_decay * sum(w.reshape(runs, -1).pow(2).sum(dim=1) for w in kernels)
+
+
+class _BatchOrder:
+    """The training batches of K runs, ``(K, b)`` example indices each: passes
+    over the ``n`` training examples, each pass in a fresh permutation per run
+    (from the run's own generator) cut into batches of ``batch_size``, its last
+    one partial. :meth:`epoch` takes the next ``steps`` batches: an epoch of
+    one pass, or one that continues the pass in progress (Keras'
+    ``ImageDataGenerator.flow`` with ``steps_per_epoch`` batches)."""
+
+    def __init__(self, generators: list[torch.Generator], n: int, batch_size: int, device: torch.device) -> None:
+        self.generators, self.n, self.batch_size, self.device = generators, n, batch_size, device
+        self.batches_per_pass = math.ceil(n / batch_size)
+        self.position = 0  # the next batch of the pass in progress (0: a new pass)
+        self.perms: Tensor | None = None
+
+    def epoch(self, steps: int):
+        for _ in range(steps):
+            if self.position == 0:
+                self.perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.generators]).to(self.device)
+            start = self.position * self.batch_size
+            yield self.perms[:, start : start + self.batch_size]
+            self.position = (self.position + 1) % self.batches_per_pass
+
+    def state(self) -> dict | None:
+        """The pass in progress, for a checkpoint (None between passes)."""
+        return None if self.position == 0 else {"position": self.position, "perms": self.perms.cpu()}
+
+    def restore(self, state: dict | None) -> None:
+        if state is not None:
+            self.position, self.perms = state["position"], state["perms"].to(self.device)
 
 
 def _evaluate(
@@ -124,6 +184,20 @@ def _evaluate(
             logits = stack.forward(group_data.prepare(x[chunk], False), train=False, shared=True)
             out.append(fn(logits, chunk))
     return out
+
+
+def _validate(stack: RunStack, group_data: GroupData, method: str, y_val: Tensor,
+              matrices: Tensor | None, clipped: bool = False) -> tuple[Tensor, Tensor]:
+    """Each run's mean ``method`` loss ``(K,)`` on its noisy validation labels
+    ``y_val (K, n_val)`` (the model-selection criterion; ``clipped``: see
+    :func:`per_run_losses`), and its accuracy ``(K,)`` in percent against the
+    same labels, from one pass over the inputs."""
+    sums = torch.stack(_evaluate(
+        stack, group_data, group_data.x_val,
+        lambda z, s: torch.stack([per_run_losses(method, z, y_val[:, s], matrices, clipped).sum(dim=1),
+                                  (z.argmax(dim=-1) == y_val[:, s]).sum(dim=1).to(z.dtype)]),
+    )).sum(dim=0) / y_val.shape[1]
+    return sums[0], 100.0 * sums[1]
 
 
 def train_group(
@@ -144,6 +218,7 @@ def train_group(
     checkpoint: str | Path | None = None,
     checkpoint_seconds: float | None = None,
     deadline: float | None = None,
+    recipe: Recipe = RECIPES["default"],
 ) -> list[RunOutcome]:
     """Train K runs of ``method`` together (Algorithm 1, one stage) and select each
     run's epoch with the lowest validation loss.
@@ -176,10 +251,17 @@ def train_group(
         are at the end of every epoch, before model selection.
     checkpoint, checkpoint_seconds, deadline
         See below.
+    recipe
+        Epoch length, loss clipping, model-selection criterion and learning-rate
+        milestones (:class:`~losscorrection.training.Recipe`; its preprocessing
+        and augmentation are ``group_data``'s).
 
-    Each epoch visits every run's own permutation of the training set in batches;
-    the loss is the sum over runs of each run's batch mean, so runs do not
-    interact. After each epoch the validation loss selects the best epoch.
+    Each epoch visits every run's own permutation of the training set in batches
+    (or, with the recipe's ``epoch_length="full_training_set"``, takes its
+    batches from passes that continue across epochs); the loss is the sum over
+    runs of each run's batch mean, so runs do not interact. After each epoch
+    the validation loss (plus each run's kernel penalty, with the recipe's
+    ``penalised_selection``) selects the best epoch.
 
     With ``checkpoint`` (a file path), the whole training state (networks,
     optimiser, schedule, selected epochs, random streams) is written there
@@ -200,12 +282,22 @@ def train_group(
         raise ValueError("a deadline needs a checkpoint to continue from")
     K, n = y_train.shape
     device = y_train.device
-    opt, lr_schedule = _optimizer(schedule, stack)
+    opt, lr_schedule = _optimizer(schedule, stack, recipe.milestone_offset)
     order = [torch.Generator().manual_seed(s) for s in order_seeds]
+    batches = _BatchOrder(order, n, schedule.batch_size, device)
+    if recipe.epoch_length == "training_pass":
+        steps = batches.batches_per_pass
+    else:  # the released code's steps_per_epoch: training and validation examples
+        steps = (n + y_val.shape[1]) // schedule.batch_size
+        if steps < 1:
+            raise ValueError(f"epoch_length 'full_training_set' needs a full batch: {n + y_val.shape[1]} training "
+                             f"and validation examples, batch size {schedule.batch_size}")
     augment = [torch.Generator(device=device).manual_seed(s) for s in augment_seeds or order_seeds]
     streams = {"order": order, "augment": augment, "runs": getattr(stack, "generators", [])}
     best = stack.snapshot()
     best_loss = torch.full((K,), math.inf, device=device)
+    best_criterion = best_loss.clone()  # the selection criterion: best_loss, plus the penalty if penalised
+    best_val_accuracy = torch.full((K,), math.nan, device=device)
     best_epoch = torch.zeros(K, dtype=torch.long)
     history = []
     first_epoch, earlier_seconds = 0, 0.0
@@ -215,6 +307,10 @@ def train_group(
         earlier_seconds = saved.get("seconds", 0.0)  # absent from checkpoints written before it was kept
         stack.load(saved["stack"])
         best, best_loss = to_device(saved["best"], device), saved["best_loss"].to(device)
+        if "best_val_accuracy" in saved:  # absent from checkpoints written before it was kept
+            best_val_accuracy = saved["best_val_accuracy"].to(device)
+        best_criterion = saved.get("best_criterion", best_loss).to(device).clone()  # kept when penalised
+        batches.restore(saved.get("order_pass"))  # kept when an epoch ended inside a pass
         opt.load_state_dict(saved["optimizer"])
         lr_schedule.load_state_dict(saved["lr_schedule"])
         set_rng_states(saved["rng"], streams, device)
@@ -226,36 +322,42 @@ def train_group(
                initial=first_epoch, total=schedule.epochs)
     for epoch in bar:
         epoch_started = time.perf_counter()
-        perms = torch.stack([torch.randperm(n, generator=g) for g in order]).to(device)
-        for start in range(0, n, schedule.batch_size):
-            idx = perms[:, start : start + schedule.batch_size]
+        for idx in batches.epoch(steps):
             logits = stack.forward(group_data.prepare(group_data.x_train[idx], True, augment), train=True)
-            loss = per_run_losses(method, logits, y_train.gather(1, idx), matrices).mean(dim=1).sum()
+            loss = per_run_losses(method, logits, y_train.gather(1, idx), matrices,
+                                  recipe.clipped_cross_entropy).mean(dim=1).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         lr_schedule.step()
         if on_epoch is not None:
             on_epoch(epoch + 1, stack)
-        val = torch.stack(
-            _evaluate(stack, group_data, group_data.x_val,
-                      lambda z, s: per_run_losses(method, z, y_val[:, s], matrices).sum(dim=1))
-        ).sum(dim=0) / y_val.shape[1]
+        val, val_accuracy = _validate(stack, group_data, method, y_val, matrices, recipe.clipped_cross_entropy)
         history.append(val.tolist())
-        improved = torch.nan_to_num(val, nan=math.inf) < best_loss
+        criterion = val + kernel_penalty(stack, K, schedule.weight_decay) if recipe.penalised_selection else val
+        improved = torch.nan_to_num(criterion, nan=math.inf) < best_criterion
         stack.keep_best(best, improved)
+        best_criterion = torch.where(improved, criterion, best_criterion)
         best_loss = torch.where(improved, val, best_loss)
+        best_val_accuracy = torch.where(improved, val_accuracy, best_val_accuracy)
         best_epoch[improved.cpu()] = epoch + 1
         bar.set_postfix(val_loss=f"{val.mean().item():.4f}")
         now = time.perf_counter()
         out_of_time = (deadline is not None and epoch + 1 < schedule.epochs
                        and now + (now - epoch_started) > deadline)  # the next epoch, as long as this one
         if checkpoint is not None and (out_of_time or now - last_save >= every):
-            save_checkpoint(checkpoint, dict(
+            state = dict(
                 epoch=epoch + 1, history=history, best_epoch=best_epoch, stack=stack.snapshot(), best=best,
-                best_loss=best_loss, optimizer=opt.state_dict(), lr_schedule=lr_schedule.state_dict(),
+                best_loss=best_loss, best_val_accuracy=best_val_accuracy, optimizer=opt.state_dict(),
+                lr_schedule=lr_schedule.state_dict(),
                 rng=rng_states(streams, device), seconds=earlier_seconds + now - started,
-            ))
+                description=desc or method, epochs=schedule.epochs,  # what the group is, for a reader of the file
+            )
+            if recipe.penalised_selection:
+                state["best_criterion"] = best_criterion
+            if batches.state() is not None:
+                state["order_pass"] = batches.state()
+            save_checkpoint(checkpoint, state)
             last_save = time.perf_counter()
         if out_of_time:
             bar.close()
@@ -273,7 +375,7 @@ def train_group(
         probs = probs.double().cpu().numpy()
     seconds = earlier_seconds + time.perf_counter() - started
     return [
-        RunOutcome(accuracy[k], int(best_epoch[k]), float(best_loss[k]),
+        RunOutcome(accuracy[k], int(best_epoch[k]), float(best_loss[k]), float(best_val_accuracy[k]),
                    [epoch_losses[k] for epoch_losses in history], None if probs is None else probs[k], seconds)
         for k in range(K)
     ]

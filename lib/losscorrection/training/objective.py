@@ -70,14 +70,18 @@ _BASELINE_LOSSES = {
 }
 
 
-def per_run_losses(method: str, logits: Tensor, target: Tensor, matrices: Tensor | None) -> Tensor:
+def per_run_losses(method: str, logits: Tensor, target: Tensor, matrices: Tensor | None,
+                   clipped_cross_entropy: bool = False) -> Tensor:
     """Per-example losses ``(K, B)`` of K runs of ``method``: logits ``(K, B, c)``,
-    target ``(K, B)``, ``matrices`` from :func:`correction_matrices` (corrections only)."""
+    target ``(K, B)``, ``matrices`` from :func:`correction_matrices` (corrections only).
+    ``clipped_cross_entropy``: cross-entropy on probabilities clipped to ``[ε, 1 − ε]``
+    (:func:`~losscorrection.losses.clipped_cross_entropy`, the released code's)."""
     spec = method_spec(method)
     if spec.correction == "forward":
         return losses.per_example_forward(logits, target, matrices)
     if spec.correction == "backward":  # clipped as in the authors' code: bounded below
         return losses.per_example_backward(logits, target, matrices, losses.KERAS_EPSILON)
     K, B, c = logits.shape
-    loss = _BASELINE_LOSSES[spec.loss]
+    loss = losses.clipped_cross_entropy if clipped_cross_entropy and spec.loss == "cross_entropy" \
+        else _BASELINE_LOSSES[spec.loss]
     return loss(logits.reshape(K * B, c), target.reshape(K * B), reduction="none").view(K, B)

@@ -262,10 +262,11 @@ def _grouped_layer(layers: list[nn.Module]) -> nn.Module | None:
 def group_modules(modules: list[nn.Module]) -> nn.Module:
     """K identical convolutional networks as one network on K channel groups.
 
-    Every convolution becomes a grouped convolution (``groups=K``), every batch
-    norm one over ``K*C`` channels (so statistics stay per run), every dense
-    layer a :class:`GroupedLinear`; element-wise layers, pooling and residual
-    sums act per channel unchanged. Input ``(B, K*C_in, H, W)``: run k reads
+    Every convolution becomes a grouped convolution (``groups=K``, with its
+    bias if it has one), every batch norm one over ``K*C`` channels with the
+    same ``eps`` and ``momentum`` (so statistics stay per run), every dense
+    layer a :class:`GroupedLinear`; element-wise layers, padding, pooling and
+    residual sums act per channel unchanged. Input ``(B, K*C_in, H, W)``: run k reads
     channels ``k*C_in ... (k+1)*C_in``. Each tensor keeps the runs in
     contiguous blocks along its first axis, so ``t.view(K, -1)[k]`` is run k's.
     Raises TypeError for layers that cannot be grouped (embeddings, LSTMs).
