@@ -35,6 +35,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["sweep", "digits_fc", "--model-option", "dropout"], "--model-option takes KEY=VALUE"),
         (["sweep", "cifar10n_resnet14", "--figure"], "cifar10n_resnet14 has no Figure 1 panel"),
         (["run", "cifar10n_resnet14", "--method", "forward_T", "--noise", "aggre", "--rate", "0.1"], "has no rate"),
+        (["sweep", "digits_fc", "--recipe", "keras"], "invalid choice: 'keras'"),
+        (["run", "digits_fc", "--method", "cross_entropy", "--noise", "none", "--recipe", "released"],
+         "recipe 'released' is for the image experiments (cifar10_resnet14"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
@@ -194,3 +197,20 @@ def test_a_group_another_process_is_training_is_one_line_of_error(tmp_path, caps
         assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another process is training digits_fc cross_entropy (none)" in err[0]
+
+
+def test_the_recipe_option_reaches_the_trainer(tmp_path, monkeypatch):
+    import pandas as pd
+
+    calls = []
+
+    def recording(experiment, cells, **options):
+        calls.append(options["recipe"])
+        return pd.DataFrame()
+
+    monkeypatch.setattr(training, "run_cells", recording)
+    common = ["run", "cifar10jpg_resnet14", "--method", "cross_entropy", "--noise", "none", "--runs", "3",
+              "--results-dir", str(tmp_path), "--quiet"]
+    assert cli.main([*common, "--recipe", "released"]) == 0
+    assert cli.main(common) == 0
+    assert calls == ["released", "default"]

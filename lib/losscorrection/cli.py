@@ -8,6 +8,7 @@ Examples::
     losscorrection sweep cifar10jpg_resnet14 --with-figure --methods backward_T --device cuda
     losscorrection sweep cifar10jpg_resnet14 --time-limit 9        # stop cleanly within 9 min; re-run continues
     losscorrection sweep imdb_embedding --jobs 2                # two processes, one thread each
+    losscorrection sweep cifar10jpg_resnet14 --executor ray --address HEAD:6379   # one Ray task per group
     losscorrection table mnist10k                               # ours next to the paper
     losscorrection study jpeg-penalty                           # lossless vs JPEG, 4,000 images
     losscorrection study image-dependence                       # CIFAR-10N's labels vs its images
@@ -31,6 +32,7 @@ import pandas as pd
 import torch
 
 from . import training
+from .training.executors import EXECUTORS, ExecutorError, RayExecutor
 from .results import METHODS, NOISES, ResultStore, compare_with_paper
 from .store import rate_key
 
@@ -72,6 +74,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a network argument that differs from the experiment's, e.g. output_init=uniform "
                              "(repeatable; stored under the profile label <profile>:KEY=VALUE)")
+    parser.add_argument("--recipe", choices=tuple(training.RECIPES), default="default",
+                        help="released: train an image experiment as the authors' released code does (epoch "
+                             "length, augmentation, pixels, clipped cross-entropy, selection, network; stored "
+                             "under <profile>:recipe=released)")
     parser.add_argument("--precision", choices=training.PRECISIONS, default="auto",
                         help="auto: bf16 autocast for the ResNets and the LSTM on CUDA, and for all but the "
                              "IMDB embedding model on CPUs with native bf16 arithmetic")
@@ -86,6 +92,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                         help="start no epoch that would end later than this; the unfinished group is "
                              "checkpointed and the same command continues it (exit status 3)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local",
+                        help="local: train in this process (or --jobs processes); ray: one Ray task per group "
+                             "of runs (one GPU, or --threads CPUs, each), results stored by this process")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="--executor ray: the Ray cluster's head (default: $RAY_ADDRESS, else a Ray "
+                             "instance on this machine); on several machines, --results-dir must be on a "
+                             "filesystem they share")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +149,10 @@ def _cells(args, experiment: training.Experiment) -> list[training.Cell]:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     if args.jobs < 1 or args.threads is not None and args.threads < 1:
         raise UsageError(f"--jobs and --threads must be at least 1, got {args.jobs} and {args.threads}")
+    if args.executor == "ray" and args.jobs > 1:
+        raise UsageError("--jobs runs local processes; with --executor ray every group of runs is a Ray task")
+    if args.executor != "ray" and args.address is not None:
+        raise UsageError("--address names a Ray cluster: it needs --executor ray")
     if args.time_limit is not None and not args.time_limit >= 0:
         raise UsageError(f"--time-limit must be a number of minutes, at least 0, got {args.time_limit}")
     if args.command == "run":
@@ -192,12 +209,14 @@ def _train(args) -> None:
     options = dict(profile=args.profile, data_root=args.data_root, device=args.device,
                    results_dir=args.results_dir, epochs=args.epochs, lr=args.lr,
                    weight_decay_scope=args.weight_decay_scope, precision=args.precision,
-                   model_options=_model_options(args.model_option),
+                   model_options=_model_options(args.model_option), recipe=args.recipe,
                    max_runs_per_group=args.max_group, progress=not args.quiet,
                    time_limit=None if args.time_limit is None else 60 * args.time_limit)
     started = time.perf_counter()
-    parts = split_by_setting(cells, args.jobs)
-    if len(parts) <= 1:
+    parts = [cells] if args.executor == "ray" else split_by_setting(cells, args.jobs)
+    if args.executor == "ray":
+        rows = training.run_cells(experiment.key, cells, executor=RayExecutor(args.address, args.threads), **options)
+    elif len(parts) <= 1:
         rows = _train_part(experiment.key, cells, args.threads, options)
     else:
         threads = args.threads or max(1, (os.cpu_count() or 1) // len(parts))
@@ -212,7 +231,7 @@ def _train(args) -> None:
                   zip(rows.get("method", []), rows.get("noise", []), rows.get("rate", []), rows.get("run", [])))
     extra = len(rows) - trained
     stage_one = f", plus {extra} stage-1 runs for T̂" if extra else ""
-    processes = f" by {len(parts)} processes" if len(parts) > 1 else ""
+    processes = f" by {len(parts)} processes" if len(parts) > 1 else " by Ray tasks" if args.executor == "ray" else ""
     print(f"{trained} new runs of {len(cells)} requested ({len(cells) - trained} already stored{stage_one}) "
           f"in {elapsed:.1f} s{processes} -> {ResultStore(args.results_dir).path(experiment.key)}")
 
@@ -273,16 +292,17 @@ def main(argv: list[str] | None = None) -> int:
             _study(args)
         else:
             _train(args)
-    except (UsageError, ValueError, FileNotFoundError, training.GroupBusy) as err:
+    except (UsageError, ValueError, FileNotFoundError, training.GroupBusy, ExecutorError) as err:
         print(f"losscorrection: error: {err}", file=sys.stderr)
         return 2
     except training.TimeLimitReached as stop:
         print(f"losscorrection: {stop}; finished runs are stored and the unfinished group checkpointed "
-              f"({Path(args.results_dir) / '.partial'}), re-run to continue", file=sys.stderr)
+              f"({Path(args.results_dir) / training.CHECKPOINT_FOLDER}), re-run to continue (commit that "
+              "folder to continue in another clone)", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("losscorrection: interrupted; finished runs are stored and unfinished ones checkpointed "
-              "(results/.partial/), re-run to resume", file=sys.stderr)
+              f"({Path(args.results_dir) / training.CHECKPOINT_FOLDER}), re-run to resume", file=sys.stderr)
         return 130
     return 0
 

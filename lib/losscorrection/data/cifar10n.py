@@ -11,6 +11,8 @@ training images, how often each clean class received each human label.
 from __future__ import annotations
 
 import csv
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,40 @@ class HumanLabels:
         return self.sets[label_set]
 
 
+def _numpy_array_globals() -> list:
+    """What unpickling the release's NumPy int64 arrays needs, and nothing more:
+    ``ndarray``, ``dtype``, the int64 dtype class and ``_reconstruct`` under its
+    NumPy 1 (``numpy.core``, the release's) and NumPy 2 (``numpy._core``) names."""
+    try:
+        from numpy._core.multiarray import _reconstruct  # NumPy 2
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct  # NumPy 1
+    return [np.ndarray, np.dtype, type(np.dtype(np.int64)),
+            *((_reconstruct, f"{module}.multiarray._reconstruct") for module in ("numpy.core", "numpy._core"))]
+
+
+def _load_label_arrays(path: Path) -> object:
+    """``torch.load`` of the labels file with ``weights_only``: tensors, plain
+    containers and the NumPy int64 arrays of :func:`_numpy_array_globals`; a
+    pickle asking for anything else (code to run) is refused with
+    :class:`CorruptDataError`, without running it."""
+    import torch
+
+    with reading(path, _FIX):
+        try:
+            with torch.serialization.safe_globals(_numpy_array_globals()):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except RuntimeError as err:  # torch's archive reader reports a damaged file this way
+            detail = str(err).split(". ")[0]
+            raise CorruptDataError(path, f"cannot be read, it is truncated or damaged ({detail})", _FIX) from None
+        except pickle.UnpicklingError as err:  # torch's message spans many lines: keep what was refused
+            refused = re.search(r"(?:GLOBAL |but got <class ')([\w.]+)", str(err))
+            first_line = (str(err) or "unpickling failed").splitlines()[0]
+            problem = (f"holds more than label arrays: it asks for {refused.group(1)}, which is refused" if refused
+                       else f"cannot be read, it is truncated or damaged ({first_line})")
+            raise CorruptDataError(path, problem, _FIX) from None
+
+
 def _jpeg_order(paths: list[str]) -> np.ndarray:
     """Position of each ``.../train/<class>/<file>.jpg`` in the decoded copy's
     training order (classes alphabetically, then file names)."""
@@ -95,8 +131,6 @@ def load_cifar10n_labels(data_root: str | Path | None = None) -> HumanLabels:
 
     Raises :class:`MissingDataError` when a file is absent and
     :class:`CorruptDataError` when one cannot be read or the two disagree."""
-    import torch
-
     base = resolve_data_root(data_root) / "cifar10n"
     absent = [base / name for name in (_LABELS_FILE, _MAPPING_FILE) if not (base / name).is_file()]
     if absent:
@@ -104,12 +138,7 @@ def load_cifar10n_labels(data_root: str | Path | None = None) -> HumanLabels:
                        f"get the labels from {CIFAR10N_URL} (licence CC BY-NC 4.0) and the mapping onto the JPEG "
                        "copy with them")
     labels_path, mapping_path = base / _LABELS_FILE, base / _MAPPING_FILE
-    with reading(labels_path, _FIX):
-        try:
-            raw = torch.load(labels_path, map_location="cpu", weights_only=False)  # a dict of NumPy arrays
-        except RuntimeError as err:  # torch's archive reader reports a damaged file this way
-            detail = str(err).split(". ")[0]
-            raise CorruptDataError(labels_path, f"cannot be read, it is truncated or damaged ({detail})", _FIX) from None
+    raw = _load_label_arrays(labels_path)  # a dict of NumPy arrays
     wanted = ["clean_label", *LABEL_SETS.values()]
     if not isinstance(raw, dict) or any(k not in raw for k in wanted):
         raise CorruptDataError(labels_path, f"not the CIFAR-10N label file (needs {', '.join(wanted)})", _FIX)

@@ -19,6 +19,11 @@ Modules, from the bottom up:
 - :mod:`~losscorrection.training.objective`: the per-run losses of every method;
 - :mod:`~losscorrection.training.checkpoint`: saving and resuming a group;
 - :mod:`~losscorrection.training.loop`: :func:`train_group`, one stage for K runs;
+- :mod:`~losscorrection.training.sweep`: a sweep's plan (one job per group of
+  runs) and its store, written by the calling process alone;
+- :mod:`~losscorrection.training.executors`: where the groups train, in this
+  process (:class:`LocalExecutor`) or as tasks on a Ray cluster
+  (:class:`RayExecutor`);
 - :mod:`~losscorrection.training.runner`: :func:`run_cells` and
   :func:`ensure_results`, Algorithm 1 over the cells with the results store;
 - :mod:`~losscorrection.training.studies`: beyond the paper, the JPEG penalty
@@ -33,16 +38,19 @@ from .checkpoint import CHECKPOINT_SECONDS
 from .experiments import (
     ADAGRAD, CIFAR10_SGD, CIFAR10N_SETTINGS, CIFAR100_SGD, EXPERIMENTS, FIGURE_METHODS, FIGURE_RATES,
     IMDB_SETTINGS,
-    MNIST_SETTINGS, PROFILES, Cell, Experiment, NoisyLabels, ProfileSettings, Schedule, augment_seed,
-    dropout_seed, figure_cells, get_experiment, noisy_labels, order_seed, profile_label, profile_settings,
-    stacked_labels, table_cells, transition_for,
+    MNIST_SETTINGS, PROFILES, RECIPES, Cell, Experiment, NoisyLabels, ProfileSettings, Recipe, Schedule,
+    augment_seed, dropout_seed, figure_cells, get_experiment, get_recipe, noisy_labels, order_seed, profile_label,
+    profile_settings, stacked_labels, table_cells, transition_for,
 )
+from .executors import EXECUTORS, LocalExecutor, RayExecutor
 from .fit import fit
-from .loop import EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, train_group, weight_decay_groups
+from .loop import (
+    EVAL_BATCH, GroupData, RunOutcome, TimeLimitReached, kernel_penalty, train_group, weight_decay_groups,
+)
 from .objective import (
     IDENTITY_MIXES, correction_matrices, identity_mix_for, invertible_backward_matrix, per_run_losses,
 )
-from .runner import GroupBusy, build_runs, ensure_results, make_group_data, run_cells
+from .runner import CHECKPOINT_FOLDER, GroupBusy, build_runs, ensure_results, make_group_data, run_cells
 from .runtime import PRECISIONS, Runtime, auto_bf16, resolve_device
 from .studies import (
     IMAGE_DEPENDENCE_FILE, JPEG_PENALTY_KEYS, cifar10n_image_dependence, jpeg_penalty, jpeg_penalty_rows,
@@ -56,10 +64,12 @@ __all__ = [
     "JPEG_PENALTY_KEYS",
     "CIFAR10N_SETTINGS",
     "BN_HEAD_METHODS",
+    "CHECKPOINT_FOLDER",
     "CHECKPOINT_SECONDS",
     "CIFAR10_SGD",
     "CIFAR100_SGD",
     "EVAL_BATCH",
+    "EXECUTORS",
     "EXPERIMENTS",
     "FIGURE_METHODS",
     "FIGURE_RATES",
@@ -68,6 +78,7 @@ __all__ = [
     "MNIST_SETTINGS",
     "PRECISIONS",
     "PROFILES",
+    "RECIPES",
     "STAGE_ONE",
     "Cell",
     "Experiment",
@@ -75,9 +86,12 @@ __all__ = [
     "GroupData",
     "GroupedLinear",
     "GroupedRuns",
+    "LocalExecutor",
     "ModuleRuns",
     "NoisyLabels",
     "ProfileSettings",
+    "RayExecutor",
+    "Recipe",
     "RunOutcome",
     "RunStack",
     "Runtime",
@@ -94,9 +108,11 @@ __all__ = [
     "figure_cells",
     "fit",
     "get_experiment",
+    "get_recipe",
     "jpeg_penalty",
     "jpeg_penalty_rows",
     "jpeg_penalty_summary",
+    "kernel_penalty",
     "make_group_data",
     "group_modules",
     "identity_mix_for",

@@ -9,14 +9,14 @@ note saying why not.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,21 +24,26 @@ import torch
 
 from .. import data as data_module
 from .. import models
-from ..atomic import LockHeld, locked
 from ..estimation import estimate_transition, estimation_error
 from ..methods import STAGE_ONE, method_spec
 from ..store import CELL_KEY, ResultStore, cell_key, git_commit, timestamp
 from .budget import describe_duration, estimate_seconds
+from .executors import LocalExecutor, RayExecutor, make_executor
 from .experiments import (
-    Cell, Experiment, NoisyLabels, Schedule, augment_seed, dropout_seed, get_experiment, noisy_labels,
-    order_seed, profile_label, profile_settings, stacked_labels,
+    RECIPES, Cell, Experiment, NoisyLabels, Recipe, Schedule, augment_seed, dropout_seed, get_experiment,
+    get_recipe, noisy_labels, order_seed, profile_label, profile_settings, stacked_labels,
 )
 from .loop import GroupData, train_group
 from .objective import correction_matrices, identity_mix_for
 from .runs import GroupedRuns, ModuleRuns, RunStack, StackedMLP
 from .runtime import Runtime, auto_bf16
+from .sweep import GroupBusy, GroupJob, GroupResult, SweepContext, SweepStore, describe_group
 
-__all__ = ["build_runs", "ensure_results", "make_group_data", "run_cells"]
+__all__ = [
+    "CHECKPOINT_FOLDER", "GroupBusy", "build_runs", "ensure_results", "make_group_data", "run_cells", "train_job",
+]
+
+CHECKPOINT_FOLDER = "checkpoints"  # under the results folder: unfinished groups, tracked by git
 
 
 def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: data_module.Split,
@@ -76,16 +81,21 @@ def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: da
     return ModuleRuns(modules, runtime, dropout_seeds=[dropout_seed(c.seed) for c in cells])
 
 
-def make_group_data(experiment: Experiment, split: data_module.Split, device: torch.device) -> GroupData:
-    """The split's inputs and clean test labels on ``device``, with the training
-    images' pixel mean and the experiment's augmentation: what every group of
-    runs on ``split`` shares (:func:`train_group`'s ``group_data``)."""
+def make_group_data(experiment: Experiment, split: data_module.Split, device: torch.device,
+                    recipe: Recipe = RECIPES["default"]) -> GroupData:
+    """The split's inputs and clean test labels on ``device``, with the pixel mean
+    and scale and the augmentation of the experiment and ``recipe``: what
+    every group of runs on ``split`` shares (:func:`train_group`'s ``group_data``)."""
     images = split.x_train.dtype == torch.uint8
+    raw = recipe.pixels == "raw_all_mean"  # 0..255 minus the mean of the training and validation images
+    mean = None
+    if images:
+        mean = data_module.pixel_mean([split.x_train, split.x_val], scale=1.0) if raw else \
+            data_module.pixel_mean(split.x_train)
     return GroupData(
         split.x_train.to(device), split.x_val.to(device), split.x_test.to(device),
-        split.y_test.to(device), split.num_classes,
-        pixel_mean=data_module.pixel_mean(split.x_train).to(device) if images else None,
-        augment=experiment.augment,
+        split.y_test.to(device), split.num_classes, pixel_mean=None if mean is None else mean.to(device),
+        augment=experiment.augment, augmentation=recipe.augmentation, pixel_scale=1.0 if raw else 255.0,
     )
 
 
@@ -107,6 +117,9 @@ def run_cells(
     progress: bool = True,
     split: data_module.Split | None = None,
     time_limit: float | None = None,
+    recipe: str = "default",
+    executor: str | LocalExecutor | RayExecutor = "local",
+    checkpoint_seconds: float | None = None,
 ) -> pd.DataFrame:
     """Train every cell not yet in the results store (Algorithm 1) and append one row per run.
 
@@ -154,21 +167,42 @@ def run_cells(
         started; the unfinished group is checkpointed and
         :class:`~losscorrection.training.TimeLimitReached` raised, with every
         finished group stored. The same call continues.
+    recipe
+        A name of :data:`~losscorrection.training.experiments.RECIPES`:
+        ``"released"`` trains an image experiment as the authors' released
+        code does (:class:`~losscorrection.training.Recipe`), its rows
+        stored under ``<profile>:recipe=released``.
+    executor
+        Where the groups of runs train: ``"local"`` (this process, one group
+        after the other), ``"ray"`` or a
+        :class:`~losscorrection.training.executors.RayExecutor` (one Ray task
+        per group on a Ray cluster; the results are stored by this process
+        only, and ``results_dir`` must be on a filesystem every node reaches).
+    checkpoint_seconds
+        How often an unfinished group saves its state (default
+        :data:`~losscorrection.training.CHECKPOINT_SECONDS`).
 
     Returns
     -------
     pandas.DataFrame
-        The new rows (:data:`losscorrection.store.COLUMNS`).
+        The new rows (:data:`losscorrection.store.COLUMNS`); ``attrs["resumed"]``
+        maps each group that continued from its checkpoint to the epoch it
+        continued from.
 
     Cells already stored (same method, noise, rate, run and profile) are
     skipped, so an interrupted sweep resumes where it stopped; each finished
     group of runs is written before the next one starts, and an unfinished
-    group resumes from its checkpoint under ``<results_dir>/.partial/``.
+    group resumes from its checkpoint under ``<results_dir>/checkpoints/`` (small
+    enough to commit, so that a clone of the repository continues it).
     """
     deadline = None if time_limit is None else time.perf_counter() + time_limit
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
     schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None, lr=lr,
                                               weight_decay_scope=weight_decay_scope)
+    recipe_spec = get_recipe(recipe, experiment)
+    if recipe != "default":
+        label = f"{label}:recipe={recipe}"
+        experiment = replace(experiment, model_kwargs={**experiment.model_kwargs, **dict(recipe_spec.model_options)})
     changed = {k: v for k, v in (model_options or {}).items() if experiment.model_kwargs.get(k, object()) != v}
     if changed:
         experiment = replace(experiment, model_kwargs={**experiment.model_kwargs, **changed})
@@ -178,71 +212,82 @@ def run_cells(
     pending, estimated, stage_one = _plan(experiment, cells, label, store, done)
     if not pending:
         return pd.DataFrame()
-    runtime = Runtime.resolve(experiment.model, device, precision)
-    if split is None:
-        split = data_module.load_dataset(experiment.dataset, data_root, limit=limit, **experiment.dataset_kwargs)
-    group_data = make_group_data(experiment, split, runtime.device)
-    labels = {key: noisy_labels(experiment, split, *key) for key in {c.noise_key for c in pending}}
-    provenance = dict(
-        experiment=experiment.key, model=experiment.model, profile=label, epochs=schedule.epochs,
-        train_size=len(split.y_train), precision=runtime.precision, device=runtime.describe(),
-        torch_version=torch.__version__, git_commit=git_commit(),
-    )
+    with make_executor(executor) as trainer:
+        runtime = trainer.runtime(experiment.model, device, precision)
+        if split is None:
+            split = data_module.load_dataset(experiment.dataset, data_root, limit=limit, **experiment.dataset_kwargs)
+        jobs = _group_jobs(experiment, stage_one, pending, label, schedule, split, runtime, max_runs_per_group,
+                           Path(results_dir).absolute() if trainer.remote else results_dir)
+        context = SweepContext(
+            experiment, split, {key: noisy_labels(experiment, split, *key) for key in {c.noise_key for c in pending}},
+            schedule, runtime, recipe=recipe_spec, progress=progress, deadline=deadline,
+            checkpoint_seconds=checkpoint_seconds, provenance=dict(
+                experiment=experiment.key, model=experiment.model, profile=label, epochs=schedule.epochs,
+                train_size=len(split.y_train), precision=runtime.precision, torch_version=torch.__version__,
+                git_commit=git_commit()),
+            group_data=None if trainer.remote else make_group_data(experiment, split, runtime.device, recipe_spec),
+        )
+        with SweepStore(store, experiment.key, label, estimated) as sweep:
+            trainer.run(jobs, sweep, train_job, context)
+    frame = pd.DataFrame(sweep.rows)
+    frame.attrs["resumed"] = sweep.resumed
+    return frame
 
+
+def _group_jobs(experiment: Experiment, stage_one: list[Cell], pending: list[Cell], label: str, schedule: Schedule,
+                split: data_module.Split, runtime: Runtime, max_runs_per_group: int,
+                results_dir: str | Path) -> list[GroupJob]:
+    """The groups of Algorithm 1, in the order a single process trains them: the
+    stage-1 cross-entropy runs first (their T̂ feed the T̂ methods), then the
+    other methods, each in groups of at most ``max_runs_per_group`` runs."""
     by_method = {STAGE_ONE: stage_one}
     for cell in pending:
         if cell.method != STAGE_ONE:
             by_method.setdefault(cell.method, []).append(cell)
-
     labels_digest = hashlib.sha1(
         b"".join(y.numpy().tobytes() for y in (split.y_train, split.y_val, split.y_test))).hexdigest()
-    new_rows = []
+    jobs = []
     for method, method_cells in by_method.items():
         for start in range(0, len(method_cells), max_runs_per_group):
             group = method_cells[start : start + max_runs_per_group]
             checkpoint = _checkpoint_path(results_dir, experiment, method, group, label, schedule,
                                           (split.sizes, labels_digest), runtime)
-            with _group_lock(checkpoint, experiment, method, group):
-                done = store.done_cells(experiment.key)  # another process may have stored the group meanwhile
-                if all(cell_key(c.method, *c.noise_key, label) in done for c in group):
-                    if method == STAGE_ONE:  # its stored T̂ feed the later groups
-                        estimated.update({c.noise_key: store.get_transition(experiment.key, *c.noise_key, label)
-                                          for c in group})
-                    continue
-                rows, transitions = _train_cells(
-                    experiment=experiment, method=method, group=group, split=split, group_data=group_data,
-                    labels=labels, estimated=estimated, schedule=schedule, runtime=runtime, progress=progress,
-                    provenance=provenance, checkpoint=checkpoint, deadline=deadline,
-                )
-                estimated.update(transitions)
-                store.put_transitions(
-                    experiment.key, [(*key, label, T_hat) for key, T_hat in transitions.items()]
-                )
-                rows = [r for r in rows if cell_key(r["method"], r["noise"], r["rate"], r["run"], label) not in done]
-                store.append(rows)
-                checkpoint.unlink(missing_ok=True)
-                new_rows.extend(rows)
-    return pd.DataFrame(new_rows)
+            needs = tuple(dict.fromkeys(c.noise_key for c in group)) if method_spec(method).estimated_T else ()
+            description = describe_group(experiment.key, method, group)
+            jobs.append(GroupJob(method, tuple(group), checkpoint, needs, description))
+    return jobs
 
 
-class GroupBusy(RuntimeError):
-    """Another process is training the same group of runs (same cells, profile,
-    data, device and precision) into the same results folder."""
+def train_job(context: SweepContext, job: GroupJob, estimated: dict[tuple, np.ndarray]) -> GroupResult:
+    """Train one group of runs, resuming from its checkpoint, in this process.
 
+    Writes nothing but the group's checkpoint, so it runs wherever an executor
+    sends it; the caller stores the rows and T̂ it returns.
 
-@contextlib.contextmanager
-def _group_lock(checkpoint: Path, experiment: Experiment, method: str, group: list[Cell]) -> Iterator[None]:
-    """Hold the group's lock (``<checkpoint>.lock``) while it trains and its rows
-    are stored, so that two processes never train the same runs at once."""
-    held = contextlib.ExitStack()
-    try:
-        held.enter_context(locked(checkpoint, wait=False))
-    except LockHeld:
-        settings = ", ".join(sorted({f"{c.noise} {c.rate:g}" if c.rate else c.noise for c in group}))
-        raise GroupBusy(f"another process is training {experiment.key} {method} ({settings}) into this results "
-                        "folder; run this again when it has finished") from None
-    with held:
-        yield
+    Parameters
+    ----------
+    context
+        What the sweep's groups share; its inputs are put on the device here
+        unless ``context.group_data`` holds them already.
+    job
+        The group.
+    estimated
+        The stage-1 T̂ of each (noise, rate, run) in ``job.needs``.
+    """
+    group_data = context.group_data
+    if group_data is None:
+        group_data = make_group_data(context.experiment, context.split, context.runtime.device, context.recipe)
+    epochs_trained = []
+    rows, transitions = _train_cells(
+        experiment=context.experiment, method=job.method, group=list(job.cells), split=context.split,
+        group_data=group_data, labels=context.labels, estimated=estimated, schedule=context.schedule,
+        runtime=context.runtime, progress=context.progress,
+        provenance=dict(context.provenance, device=context.runtime.describe()), checkpoint=job.checkpoint,
+        deadline=context.deadline, recipe=context.recipe, checkpoint_seconds=context.checkpoint_seconds,
+        on_epoch=lambda epoch, _: epochs_trained.append(epoch),
+    )
+    resumed = epochs_trained[0] - 1 if epochs_trained else context.schedule.epochs
+    return GroupResult(rows, transitions, resumed)
 
 
 def _plan(experiment: Experiment, cells: Iterable[Cell], label: str, store: ResultStore,
@@ -281,24 +326,27 @@ def _resolve_profile(experiment: Experiment, profile: str, epochs: int | None, l
 
 def _checkpoint_path(results_dir: str | Path, experiment: Experiment, method: str, group: list[Cell], profile: str,
                      schedule: Schedule, data_identity: tuple, runtime: Runtime) -> Path:
-    """Where a group's unfinished training is kept (``<results>/.partial/``, ignored
-    by git): named by everything that determines the group's training, the data
+    """Where a group's unfinished training is kept (``<results>/checkpoints/``, which
+    git tracks: a committed checkpoint lets a fresh clone continue the group):
+    named by everything that determines the group's training, the data
     (``data_identity``: its sizes and a digest of its labels) and the device
-    type and precision included."""
+    type and precision included, and by nothing of the machine or the folder."""
     what = repr((experiment.key, method, profile, schedule, data_identity, runtime.device.type, runtime.bf16,
                  [(c.method, *c.noise_key) for c in group]))
     digest = hashlib.sha1(what.encode()).hexdigest()[:16]
-    return Path(results_dir) / ".partial" / f"{experiment.key}-{method}-{digest}.pt"
+    return Path(results_dir) / CHECKPOINT_FOLDER / f"{experiment.key}-{method}-{digest}.pt"
 
 
 def _train_cells(
     *, experiment: Experiment, method: str, group: list[Cell], split: data_module.Split,
     group_data: GroupData, labels: dict[tuple, NoisyLabels], estimated: dict[tuple, np.ndarray],
     schedule: Schedule, runtime: Runtime, progress: bool, provenance: dict, checkpoint: Path,
-    deadline: float | None,
+    deadline: float | None, recipe: Recipe = RECIPES["default"], checkpoint_seconds: float | None = None,
+    on_epoch: Callable[[int, Any], None] | None = None,
 ) -> tuple[list[dict], dict[tuple, np.ndarray]]:
     """Train one group of runs of one method (resuming from ``checkpoint`` when it
-    exists); return result rows and new T̂s (stage 1)."""
+    exists); return result rows and new T̂s (stage 1). ``checkpoint_seconds`` and
+    ``on_epoch`` go to :func:`train_group`."""
     uses_estimate = method_spec(method).estimated_T
     transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
     matrices = correction_matrices(method, transitions, runtime.device)
@@ -309,7 +357,8 @@ def _train_cells(
         order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
         want_probs=method == STAGE_ONE, progress=progress,
         desc=f"{experiment.key} {method} ({len(group)} run{'s' if len(group) > 1 else ''})",
-        checkpoint=checkpoint, deadline=deadline,
+        checkpoint=checkpoint, deadline=deadline, recipe=recipe, checkpoint_seconds=checkpoint_seconds,
+        on_epoch=on_epoch,
     )
     wall = outcomes[0].group_seconds / len(group)  # per run; a resumed group counts every process's share
     new_transitions = {}
@@ -325,6 +374,7 @@ def _train_cells(
         rows.append(dict(
             provenance, method=method, noise=cell.noise, rate=cell.rate, run=cell.run, seed=cell.seed,
             test_accuracy=round(outcome.test_accuracy, 4), selected_epoch=outcome.selected_epoch,
+            val_loss=round(outcome.val_loss, 6), val_accuracy=round(outcome.val_accuracy, 4),
             T_error=T_error, identity_mix=identity_mix, wall_seconds=round(wall, 3), timestamp=timestamp(),
         ))
     return rows, new_transitions
