@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 from .methods import METHOD_SPECS, METHODS, method_spec
@@ -26,6 +27,7 @@ __all__ = [
     "compact_legend",
     "compact_table",
     "compare_runs",
+    "comparison_summary",
     "compare_with_paper",
     "short_setting",
     "device_description",
@@ -60,28 +62,118 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def compare_runs(a: pd.DataFrame, b: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Two sets of runs of the same cells side by side (e.g. bf16 against fp32).
+PAIR_KEYS = ("run", "seed")  # runs of one cell with the same keys share noisy labels, initialisation and data order
 
-    One row per (method, noise, rate) stored in both: ``mean_a``, ``mean_b``,
-    ``difference`` (a − b), ``runs_a``, ``runs_b``, the two-sided Welch t-test's
-    ``p_value`` (NaN with fewer than two runs on a side) and ``within_noise``
-    (``p_value >= alpha``; by chance about ``alpha`` of identical cells fail it)."""
-    from scipy.stats import ttest_ind
 
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, alpha: float = 0.05,
+                 value: str = "test_accuracy") -> pd.DataFrame:
+    """Two sets of runs of the same cells side by side (e.g. bf16 against fp32,
+    or a profile variant against its profile), compared on the column ``value``
+    (the test accuracy by default; ``val_loss`` or ``val_accuracy`` to compare
+    on what model selection may see).
+
+    One row per (method, noise, rate) stored in both. Runs of a cell with the
+    same ``run`` and ``seed`` (the columns of :data:`PAIR_KEYS` present in both
+    frames) share their noisy labels, initialisation and data order, so when at
+    least two runs pair up the cell is compared by a paired t-test on the
+    per-run differences a − b (``test = "paired"``, ``pairs`` of them);
+    otherwise by Welch's unequal-variance t-test (``test = "Welch"``), and with
+    fewer than two runs on a side not at all (``test = "none"``, NaN).
+
+    Columns: ``mean_a``, ``mean_b`` and ``runs_a``, ``runs_b`` (every run of the
+    cell); ``difference`` (the mean paired difference, or ``mean_a − mean_b``),
+    ``low``, ``high`` (its two-sided ``1 − alpha`` interval), ``p_value`` and
+    ``separated`` (``p_value < alpha``). A large p-value is no evidence that
+    the two agree: the interval says how large a difference the runs leave
+    possible.
+    """
     keys = ["method", "noise", "rate"]
+    pair_on = [k for k in PAIR_KEYS if k in a and k in b]
     rows = []
-    for key, runs_a in a.groupby(keys, sort=False)["test_accuracy"]:
+    for key, runs_a in a.groupby(keys, sort=False):
         runs_b = b[(b["method"] == key[0]) & (b["noise"] == key[1])
-                   & ((b["rate"].astype(float) - key[2]).abs() < 1e-9)]["test_accuracy"]
-        if runs_b.empty:
+                   & ((b["rate"].astype(float) - key[2]).abs() < 1e-9)]
+        runs_a, runs_b = runs_a[runs_a[value].notna()], runs_b[runs_b[value].notna()]
+        if runs_a.empty or runs_b.empty:
             continue
-        p = ttest_ind(runs_a, runs_b, equal_var=False).pvalue if min(len(runs_a), len(runs_b)) > 1 else float("nan")
-        rows.append(dict(zip(keys, key), mean_a=runs_a.mean(), mean_b=runs_b.mean(),
-                         difference=runs_a.mean() - runs_b.mean(), runs_a=len(runs_a), runs_b=len(runs_b),
-                         p_value=p, within_noise=bool(p >= alpha) if p == p else False))
-    return pd.DataFrame(rows, columns=[*keys, "mean_a", "mean_b", "difference", "runs_a", "runs_b", "p_value",
-                                       "within_noise"])
+        test = _difference_test(runs_a, runs_b, pair_on, alpha, value)
+        rows.append(dict(zip(keys, key), mean_a=runs_a[value].mean(),
+                         mean_b=runs_b[value].mean(), runs_a=len(runs_a), runs_b=len(runs_b), **test,
+                         separated=bool(test["p_value"] < alpha)))
+    return pd.DataFrame(rows, columns=[*keys, "mean_a", "mean_b", "runs_a", "runs_b", "test", "pairs",
+                                       "difference", "low", "high", "p_value", "separated"])
+
+
+def _difference_test(runs_a: pd.DataFrame, runs_b: pd.DataFrame, pair_on: list[str], alpha: float,
+                     value: str = "test_accuracy") -> dict:
+    """``test, pairs, difference, low, high, p_value`` of one cell (see :func:`compare_runs`).
+
+    Paired: the differences ``d`` of the ``n`` pairs, standard error
+    ``std(d, ddof=1) / sqrt(n)``, ``n − 1`` degrees of freedom. Welch: standard
+    error ``sqrt(var_a / n_a + var_b / n_b)`` (``ddof = 1``) with the
+    Welch–Satterthwaite degrees of freedom. Two-sided p-value and interval from
+    Student's t; runs without any spread give the interval of a point and a
+    p-value of 0 (NaN when they do not differ at all)."""
+    from scipy.stats import t as student_t
+
+    paired = (runs_a.drop_duplicates(pair_on, keep=False).merge(runs_b.drop_duplicates(pair_on, keep=False),
+                                                                on=pair_on, suffixes=("_a", "_b"))
+              if pair_on else pd.DataFrame())
+    x, y = runs_a[value].to_numpy(float), runs_b[value].to_numpy(float)
+    if len(paired) >= 2:
+        d = paired[f"{value}_a"].to_numpy(float) - paired[f"{value}_b"].to_numpy(float)
+        kind, difference = "paired", d.mean()
+        error, freedom = d.std(ddof=1) / np.sqrt(len(d)), len(d) - 1
+    elif min(len(x), len(y)) >= 2:
+        kind, difference = "Welch", x.mean() - y.mean()
+        va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+        error = np.sqrt(va + vb)
+        freedom = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1)) if error > 0 else 1
+    else:
+        return dict(test="none", pairs=len(paired), difference=float(x.mean() - y.mean()), low=float("nan"),
+                    high=float("nan"), p_value=float("nan"))
+    if error > 0:
+        p_value = 2 * student_t.sf(abs(difference) / error, freedom)
+        half = student_t.ppf(1 - alpha / 2, freedom) * error
+    else:
+        p_value, half = (0.0 if difference != 0 else float("nan")), 0.0
+    return dict(test=kind, pairs=len(paired), difference=float(difference), low=float(difference - half),
+                high=float(difference + half), p_value=float(p_value))
+
+
+def comparison_summary(table: pd.DataFrame, label_a: str, label_b: str, alpha: float = 0.05) -> str:
+    """One paragraph (Markdown) of :func:`compare_runs`'s ``table``: how many
+    cells were compared by which test and how many of them differ at
+    p < ``alpha``; the mean of the cells' differences ``label_a − label_b``
+    with its ``1 − alpha`` interval over the cells (a one-sample t interval),
+    and the largest difference with its own interval. It claims no agreement:
+    the intervals bound the differences the runs leave possible."""
+    from scipy.stats import t as student_t
+
+    if table.empty:
+        return f"No cell stored under both {label_a} and {label_b}."
+    counts = table["test"].value_counts()
+    how = {"paired": "by a paired t-test over the runs of the same seed",
+           "Welch": "by Welch's t-test (their runs do not pair up)", "none": "not tested (a single run)"}
+    tests = ", ".join(f"{counts[kind]} {words}" for kind, words in how.items() if kind in counts)
+    tested = len(table) - counts.get("none", 0)
+    level = f"{100 * (1 - alpha):g} %"
+    differences = table["difference"].to_numpy(float)
+    mean = differences.mean()
+    separated = int(table["separated"].sum())
+    text = (f"{len(table)} cells compared ({tests}): {separated} differ{'s' * (separated == 1)} at p < {alpha:g} "
+            f"(about {alpha * tested:.2g} would by chance alone if none did). "
+            f"Mean difference {label_a} − {label_b} {mean:+.2f} points")
+    if len(differences) > 1:
+        spread = differences.std(ddof=1) / len(differences) ** 0.5
+        half = student_t.ppf(1 - alpha / 2, len(differences) - 1) * spread
+        text += f", {level} interval over the cells [{mean - half:+.2f}, {mean + half:+.2f}]"
+    worst = table.iloc[int(np.abs(differences).argmax())]
+    text += (f"; the largest, {worst['difference']:+.2f}, for {METHOD_SPECS[worst['method']].label} at "
+             f"{_setting_label(worst['noise'], worst['rate'])}")
+    if worst["test"] != "none":
+        text += f" ({level} interval [{worst['low']:+.2f}, {worst['high']:+.2f}], p = {worst['p_value']:.2g})"
+    return text + "."
 
 
 def paper_table() -> pd.DataFrame:
