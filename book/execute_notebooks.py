@@ -9,15 +9,19 @@ Every notebook in ``notebooks/`` (jupytext percent format) is converted to
 (and ``runs`` / ``epochs`` when given) that its parameters cell declares; the
 data root reaches the kernels as an absolute ``$LOSSCORR_DATA``. The executed notebooks are what
 ``jupyter-book build`` renders (execution is off in ``_config.yml``). Any
-error in a cell stops the build with a non-zero exit status.
+error in a cell stops the build with a non-zero exit status. Progress bars
+show on the command line, never in the executed notebooks (see
+:data:`KERNEL_ENVIRONMENT`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jupytext
@@ -36,6 +40,30 @@ NOTEBOOKS = (
 )
 
 
+# What the notebook kernels run with, so that no tqdm bar reaches a page (tqdm >= 4.66 reads
+# its defaults from TQDM_* variables): TQDM_DISABLE turns off the bars that take tqdm's
+# default, and TQDM_DELAY postpones those a call asks for (a library function with
+# progress=True) beyond any chapter's run time, so that they never print either. This
+# process's own bars are unaffected: tqdm read the variables when it was imported.
+KERNEL_ENVIRONMENT = {"TQDM_DISABLE": "1", "TQDM_DELAY": str(10**9)}
+
+
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """:data:`KERNEL_ENVIRONMENT` set for the kernels started inside the block,
+    the previous values restored after it."""
+    saved = {key: os.environ.get(key) for key in KERNEL_ENVIRONMENT}
+    os.environ.update(KERNEL_ENVIRONMENT)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def execute(name: str, output_dir: Path, parameters: dict, progress: bool) -> float:
     """Execute one notebook; return its wall time in seconds."""
     source = ROOT / "notebooks" / f"{name}.py"
@@ -46,11 +74,12 @@ def execute(name: str, output_dir: Path, parameters: dict, progress: bool) -> fl
     declared = papermill.inspect_notebook(str(unexecuted))  # pass each notebook only its own parameters
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(unexecuted), str(output_dir / f"{name}.ipynb"),
-            parameters={k: v for k, v in parameters.items() if k in declared},
-            kernel_name="python3", cwd=str(ROOT), progress_bar=progress, log_output=False,
-        )
+        with kernel_environment():
+            papermill.execute_notebook(
+                str(unexecuted), str(output_dir / f"{name}.ipynb"),
+                parameters={k: v for k, v in parameters.items() if k in declared},
+                kernel_name="python3", cwd=str(ROOT), progress_bar=progress, log_output=False,
+            )
     finally:
         unexecuted.unlink(missing_ok=True)
     fold_injected_parameters(output_dir / f"{name}.ipynb")

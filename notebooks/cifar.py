@@ -139,3 +139,51 @@ display(Markdown(penalty_table or "*Not run here yet: `losscorrection study jpeg
 
 # %%
 display(Markdown(report.variants_table(committed_results_dir, "cifar10jpg_resnet14")))
+
+# %% [markdown]
+# ### The released recipe: where the rest of the gap comes from
+#
+# The learning rate was not the only way in which the authors' code trains
+# its ResNet differently. Their Keras network has a conv–BN–ReLU stem,
+# convolution biases, Keras' batch-norm settings and TensorFlow's padding;
+# an epoch there is 390 batches counted from all 50,000 images; the images
+# are shifted by up to 10 % instead of cropped from a padded copy, and enter
+# the network as raw pixels minus the mean of all 50,000; the loss is a
+# clipped cross-entropy; the kept epoch minimises the validation loss *plus*
+# the L2 penalty; and the rate drops one epoch later. The `released` recipe
+# (`--recipe released`) does all of this at once, and the reproduction
+# notes list each part. By the rule of those notes it becomes the default
+# unless three clean runs of each, with the same seeds, show it worse on the
+# noisy validation split. The table splits the gap to the paper into what
+# the JPEG copy costs (measured on the 4,000 images we have without loss, at
+# 2,700 training images and about 65 % accuracy: applying it to the full
+# data set is an extrapolation) and what each recipe leaves after it. With
+# a single run of a recipe the spread shown is the penalty's alone.
+
+# %%
+gap_table, numbers = report.recipe_gap(committed_results_dir)
+unfinished = report.unfinished_groups(committed_results_dir)
+comparison_runs = unfinished[(unfinished["experiment"] == "cifar10jpg_resnet14")
+                             & (unfinished["method"] == "cross_entropy")]
+report.glue_numbers(
+    unfinished_comparison_runs=len(comparison_runs), default_runs=numbers["default_runs"],
+    released_runs=numbers["released_runs"], default_gap=numbers["default_gap"],
+    jpeg_penalty=numbers["jpeg_penalty"], jpeg_penalty_se=numbers["jpeg_penalty_se"],
+    default_left_reading=numbers["default_left_reading"])
+display(Markdown(gap_table))
+
+# %% [markdown]
+# So far {glue:text}`default_runs` of the three default runs and
+# {glue:text}`released_runs` of the three released ones are stored, and
+# {glue:text}`unfinished_comparison_runs` more are part-trained, their
+# state committed under `results/checkpoints/` (the status chapter lists
+# them). The default recipe's run sits {glue:text}`default_gap:.2f` points
+# below the paper, and the JPEG penalty measured on the subset is
+# {glue:text}`jpeg_penalty:.2f` ± {glue:text}`jpeg_penalty_se:.2f` points:
+# {glue:text}`default_left_reading`. Either way the default is decided by
+# the two recipes' noisy-validation loss, not by these test accuracies.
+# Each run takes about 4 h in fp32 on a 2-core CPU without bf16, about
+# 70 min in fp32 on one with AVX-512 BF16, and minutes on a GPU:
+# `losscorrection run cifar10jpg_resnet14 --method cross_entropy --noise none
+# --runs 3 --max-group 1 --precision fp32`, and the same with
+# `--recipe released`.

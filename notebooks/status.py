@@ -46,3 +46,22 @@ display(counts)
 for name, part in status.groupby("experiment", sort=False):
     shown = part.drop(columns="experiment").assign(method=part["method"].map(lambda m: METHOD_SPECS[m].label))
     display(Markdown(f"### {name}\n\n" + shown.to_markdown(index=False)))
+
+# %% [markdown]
+# ## Unfinished groups
+#
+# Runs too long for one sitting are trained in parts: a sweep stopped by
+# `--time-limit` keeps its group's whole training state under
+# `results/checkpoints/`, which is committed, so that the same command,
+# run in any clone on the same kind of device and precision, continues
+# the group where it stopped.
+
+# %%
+unfinished = report.unfinished_groups(results_dir)
+if unfinished.empty:
+    display(Markdown("*No unfinished group is stored.*"))
+else:
+    shown = unfinished.assign(epoch=[f"{e} of {int(n)}" if n == n else f"{e}"
+                                     for e, n in zip(unfinished["epoch"], unfinished["epochs"])],
+                              minutes=unfinished["minutes"].round(1))
+    display(Markdown(shown.drop(columns=["epochs", "description"]).to_markdown(index=False)))

@@ -265,3 +265,43 @@ def test_the_your_data_chapter_shows_the_library_loop_in_full(built_book):
     """The chapter includes training.fit's source from the library (literalinclude), not a copy."""
     page = html(built_book, "book/generated/your_dataset")
     assert "best_state" in page and "lr_scheduler" in page and "_mean_loss" in page
+
+
+PROGRESS_NOTEBOOK = '''# %% tags=["parameters"]
+profile = "smoke"
+
+# %%
+import time
+
+from tqdm import tqdm
+
+for _ in tqdm(range(30), desc="decoding cifar10-jpg.tar.gz", unit="img"):  # tqdm's default
+    time.sleep(0.01)
+for _ in tqdm(range(30), desc="epochs", disable=False, leave=True):  # a call with progress=True
+    time.sleep(0.01)
+print(f"{profile}: done")
+'''
+
+
+def test_executed_notebooks_show_no_progress_bars(tmp_path, monkeypatch):
+    """A notebook that draws tqdm bars, executed as the book's chapters are:
+    its outputs hold what it prints, and no bar."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_notebooks", REPO / "book" / "execute_notebooks.py")
+    executor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(executor)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "progress.py").write_text(PROGRESS_NOTEBOOK)
+    monkeypatch.setattr(executor, "ROOT", tmp_path)
+    for key in executor.KERNEL_ENVIRONMENT:
+        monkeypatch.delenv(key, raising=False)
+    executor.execute("progress", tmp_path, {"profile": "smoke"}, progress=False)
+    notebook = json.loads((tmp_path / "progress.ipynb").read_text())
+    outputs = [json.dumps(output, ensure_ascii=False)  # bar characters as they are, not \u escapes
+               for cell in notebook["cells"] for output in cell.get("outputs", [])]
+    assert any("smoke: done" in text for text in outputs)
+    for text in outputs:
+        for bar in ("it/s", "img/s", "█", "▏", "|##", "decoding", "epochs", "%|"):
+            assert bar not in text, (bar, text[:300])
+    assert not set(executor.KERNEL_ENVIRONMENT) & set(os.environ)  # this process's bars stay on

@@ -207,10 +207,13 @@ def test_variants_table_groups_one_cell_by_profile(tmp_path):
     store = ResultStore(tmp_path)
     base = {c: 0 for c in results.COLUMNS} | {"experiment": "imdb_embedding", "method": "cross_entropy",
                                               "noise": "none", "rate": 0.0, "device": "cpu", "precision": "fp32"}
+    validation = [(float("nan"), float("nan")), (0.5, 80.0), (0.7, 70.0)]  # run 0 stored before they were kept
     store.append([base | {"run": k, "profile": "paper", "test_accuracy": 84.0 + k, "epochs": 50,
-                          "selected_epoch": 12 + 3 * k} for k in range(3)]
+                          "selected_epoch": 12 + 3 * k, "val_loss": validation[k][0],
+                          "val_accuracy": validation[k][1]} for k in range(3)]
                  + [base | {"run": 0, "profile": "paper:output_init=he_normal", "test_accuracy": 86.5,
-                            "epochs": 50, "selected_epoch": 7}]
+                            "epochs": 50, "selected_epoch": 7, "val_loss": float("nan"),
+                            "val_accuracy": float("nan")}]
                  + [base | {"run": 0, "profile": "paper", "noise": "symmetric", "rate": 0.1, "test_accuracy": 1.0,
                             "epochs": 50, "selected_epoch": 40}])
     table = report.variants_table(tmp_path, "imdb_embedding")
@@ -219,6 +222,9 @@ def test_variants_table_groups_one_cell_by_profile(tmp_path):
     # runs, epochs, the selected epochs' range: the symmetric run is another cell
     assert re.search(r"`paper`\s*\|\s*3\s*\|\s*50\s*\|\s*12–18\s*\|", table)
     assert re.search(r"`paper:output_init=he_normal`\s*\|\s*1\s*\|\s*50\s*\|\s*7\s*\|", table)
+    # the validation loss and accuracy: means of the recorded runs, saying how many; "–" when none
+    assert re.search(r"`paper`\s*\|[^\n]*\|\s*0\.6000 \(2 of 3\)\s*\|\s*75\.00 \(2 of 3\)\s*\|", table)
+    assert re.search(r"`paper:output_init=he_normal`\s*\|[^\n]*\|\s*7\s*\|\s*–\s*\|\s*–\s*\|", table)
     assert "No run" in report.variants_table(tmp_path, "imdb_embedding", "savage")
 
 
@@ -227,37 +233,119 @@ def test_variant_comparison_sets_two_blocks_side_by_side(tmp_path):
     base = {c: 0 for c in results.COLUMNS} | {"experiment": "imdb_embedding", "method": "cross_entropy",
                                               "device": "cpu", "precision": "fp32"}
     assert "no cell stored under both" in report.variant_comparison(tmp_path, "imdb_embedding", "paper", "paper:x=1")
-    store.append([base | {"run": k, "profile": profile, "noise": noise, "rate": rate, "test_accuracy": acc + k}
+    store.append([base | {"run": k, "seed": k, "profile": profile, "noise": noise, "rate": rate,
+                          "test_accuracy": accuracies[k]}
                   for k in range(3)
-                  for profile, noise, rate, acc in (("paper", "none", 0.0, 86.0), ("paper:x=1", "none", 0.0, 80.0),
-                                                    ("paper", "asymmetric", 0.4, 70.0),
-                                                    ("paper:x=1", "asymmetric", 0.4, 69.9))])
+                  for profile, noise, rate, accuracies in (
+                      ("paper", "none", 0.0, [86.0, 87.0, 88.0]), ("paper:x=1", "none", 0.0, [80.0, 81.0, 82.0]),
+                      ("paper", "asymmetric", 0.4, [70.0, 71.0, 72.0]),
+                      ("paper:x=1", "asymmetric", 0.4, [70.4, 70.4, 72.5]))])
     text = report.variant_comparison(tmp_path, "imdb_embedding", "paper", "paper:x=1")
     paper = results.paper_table()
     published = paper[(paper["experiment"] == "imdb_embedding") & (paper["method"] == "cross_entropy")
                       & (paper["noise"] == "none")]["accuracy_mean"].item()
     assert f"87.0 · 81.0 · {published:.1f}" in text  # means of 86, 87, 88 and 80, 81, 82, then the paper
-    assert "asym. N = 0.4" in text and "71.0 · 70.9 ·" in text
-    assert "separates 1 of them" in text  # 6 points apart is separated, 0.1 is not
-    assert "mean difference `paper` − `paper:x=1` +3.05 points" in text
+    assert "asym. N = 0.4" in text and "71.0 · 71.1 ·" in text
+    # paired by run: 6 points every run is separated; -0.4, +0.6, -0.5 is not
+    assert "2 cells compared (2 by a paired t-test over the runs of the same seed): 1 differs at p < 0.05" in text
+    assert "Mean difference `paper` − `paper:x=1` +2.95 points" in text
     row = next(line for line in text.splitlines() if line.startswith("| Savage"))
     assert set(row.replace("|", "").split()) == {"Savage", "–"}
 
 
-def test_compare_runs_pairs_cells_and_runs_welch_tests():
-    from scipy.stats import ttest_ind
-    a = pd.DataFrame({"method": ["savage"] * 3 + ["forward_T"] * 3, "noise": ["none"] * 6, "rate": [0.0] * 6,
-                      "test_accuracy": [90.0, 91.0, 92.0, 50.0, 51.0, 52.0]})
-    b = pd.DataFrame({"method": ["savage"] * 3 + ["backward_T"], "noise": ["none"] * 4, "rate": [0.0] * 4,
-                      "test_accuracy": [90.5, 91.5, 91.0, 10.0]})
+def cell(accuracies, method="savage", seeds=None, order=None):
+    """Rows of one cell (none, 0.0): run k with ``seeds[k]`` (default k), listed in ``order``."""
+    seeds = range(len(accuracies)) if seeds is None else seeds
+    frame = pd.DataFrame({"method": method, "noise": "none", "rate": 0.0, "run": range(len(accuracies)),
+                          "seed": list(seeds), "test_accuracy": accuracies})
+    return frame.iloc[list(order)] if order is not None else frame
+
+
+def paired_interval(a, b, level=0.95):
+    """Mean of a − b ± Student's t quantile × standard error, written out."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    return d.mean() - half, d.mean() + half
+
+
+def test_compare_runs_pairs_runs_of_the_same_seed():
+    """A constant small shift over runs that vary a lot: the paired test separates
+    it, Welch's does not."""
+    b = [80.0, 85.0, 90.0, 95.0, 88.0]
+    a = [80.3, 85.35, 90.25, 95.3, 88.32]
+    row = results.compare_runs(cell(a), cell(b, order=[3, 0, 4, 1, 2])).iloc[0]  # pairs by run, not row order
+    assert row["test"] == "paired" and row["pairs"] == 5
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue) and row["p_value"] < 1e-4
+    assert welch_p(a, b) > 0.9  # unpaired, the shift drowns in the spread between runs
+    assert row["separated"]
+    assert row["difference"] == pytest.approx(0.304)
+    assert (row["low"], row["high"]) == pytest.approx(paired_interval(a, b))
+    assert row["low"] > 0
+
+
+def test_compare_runs_paired_does_not_separate_what_only_welch_would():
+    """Runs that move in opposite directions: the differences 1, 3, 5 vary too
+    much for the paired test, while Welch's test (wrongly unpaired) separates."""
+    a, b = [50.0, 51.0, 52.0], [49.0, 48.0, 47.0]
+    row = results.compare_runs(cell(a), cell(b, order=[2, 1, 0])).iloc[0]
+    assert row["test"] == "paired" and row["difference"] == pytest.approx(3.0)
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(a, b).pvalue) and row["p_value"] > 0.05
+    assert welch_p(a, b) < 0.05
+    assert not row["separated"]
+    assert (row["low"], row["high"]) == pytest.approx(paired_interval(a, b))
+    assert row["low"] < 0 < row["high"]  # what the runs leave possible, not a claim of agreement
+
+
+def test_compare_runs_falls_back_to_welch_when_runs_do_not_pair_up():
+    a, b = [50.0, 51.0, 52.0], [49.0, 48.0, 47.0]
+    unpaired = results.compare_runs(cell(a), cell(b, seeds=[10, 11, 12]))  # other seeds: other noisy labels
+    one_pair = results.compare_runs(cell(a), cell(b, seeds=[0, 11, 12]))  # one pair is not enough
+    no_keys = results.compare_runs(cell(a).drop(columns=["run", "seed"]), cell(b).drop(columns=["run", "seed"]))
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    for table in (unpaired, one_pair, no_keys):
+        row = table.iloc[0]
+        assert row["test"] == "Welch" and row["difference"] == pytest.approx(3.0)
+        assert row["p_value"] == pytest.approx(welch_p(a, b)) and row["separated"]
+        assert (row["low"], row["high"]) == pytest.approx(tuple(welch.confidence_interval(0.95)))
+    assert list(one_pair["pairs"]) == [1] and list(unpaired["pairs"]) == [0]
+    single = results.compare_runs(cell(a), cell([49.0])).iloc[0]
+    assert single["test"] == "none" and math.isnan(single["p_value"]) and not single["separated"]
+
+
+def test_compare_runs_without_any_spread():
+    same = results.compare_runs(cell([90.0, 91.0, 92.0]), cell([90.0, 91.0, 92.0])).iloc[0]
+    assert math.isnan(same["p_value"]) and not same["separated"] and (same["low"], same["high"]) == (0.0, 0.0)
+    shifted = results.compare_runs(cell([90.5, 91.5, 92.5]), cell([90.0, 91.0, 92.0])).iloc[0]
+    assert shifted["p_value"] == 0.0 and shifted["separated"] and (shifted["low"], shifted["high"]) == (0.5, 0.5)
+
+
+def test_compare_runs_matches_cells_and_keeps_every_run_in_the_means():
+    a = pd.concat([cell([90.0, 91.0, 92.0]), cell([50.0, 51.0, 52.0], method="forward_T")])
+    b = pd.concat([cell([90.5, 91.5, 91.0, 95.0], seeds=[0, 1, 2, 9]), cell([10.0], method="backward_T")])
     table = results.compare_runs(a, b)
     assert list(table["method"]) == ["savage"]  # forward_T and backward_T are on one side only
     row = table.iloc[0]
-    assert row["difference"] == pytest.approx(91.0 - 91.0)
-    assert row["p_value"] == pytest.approx(ttest_ind([90, 91, 92], [90.5, 91.5, 91.0], equal_var=False).pvalue)
-    assert row["within_noise"]
-    far = results.compare_runs(a, b.assign(test_accuracy=b["test_accuracy"] - 5))
-    assert not far.iloc[0]["within_noise"] and far.iloc[0]["difference"] == pytest.approx(5.0)
+    assert (row["runs_a"], row["runs_b"], row["pairs"]) == (3, 4, 3)
+    assert row["mean_b"] == pytest.approx(92.0)  # every run of the cell
+    assert row["difference"] == pytest.approx(0.0)  # the three pairs: -0.5, -0.5, +1.0
+    assert row["p_value"] == pytest.approx(stats.ttest_rel([90, 91, 92], [90.5, 91.5, 91.0]).pvalue)
+
+
+def test_comparison_summary_states_intervals_not_agreement():
+    table = pd.concat([results.compare_runs(cell(np.add(b, shift), method=m), cell(b, method=m))
+                       for m, b, shift in (("savage", [80.0, 85.0, 90.0], [0.3, 0.35, 0.25]),
+                                           ("forward_T", [50.0, 51.0, 52.0], [0.0, -1.0, 1.5]),
+                                           ("cross_entropy", [70.0, 71.0, 72.0], [-0.2, -0.1, 0.1]))])
+    text = results.comparison_summary(table, "bf16", "fp32")
+    differences = table["difference"].to_numpy()
+    low, high = stats.ttest_1samp(differences, 0).confidence_interval(0.95)
+    assert text.startswith("3 cells compared (3 by a paired t-test over the runs of the same seed): "
+                           "1 differs at p < 0.05")
+    assert f"Mean difference bf16 − fp32 {differences.mean():+.2f} points" in text
+    assert f"95 % interval over the cells [{low:+.2f}, {high:+.2f}]" in text
+    worst = table.iloc[0]  # Savage: +0.30
+    assert f"the largest, +0.30, for Savage at none (95 % interval [{worst['low']:+.2f}, {worst['high']:+.2f}]" in text
+    assert "agree" not in text and "within" not in text
 
 
 @pytest.mark.parametrize("classes", [10, 14])
@@ -306,3 +394,57 @@ def test_glue_numbers_hands_plain_numbers_to_the_prose(monkeypatch):
     assert format_plain_text(repr(glued["label"][0]), "s") == "digits"
     with pytest.raises(ValueError):  # a NumPy scalar's own text cannot be formatted as a number
         format_plain_text(repr(np.float64(0.0123)), ".1e")
+
+
+def test_recipe_gap_splits_the_clean_gap_and_compares_the_recipes_by_seed(tmp_path):
+    """Means, gaps and the JPEG penalty recomputed by hand; the recipe difference
+    paired by seed (a constant shift with seed-to-seed spread: the paired test
+    sees it exactly)."""
+    store = ResultStore(tmp_path)
+    base = {c: 0 for c in results.COLUMNS} | {"method": "cross_entropy", "noise": "none", "rate": 0.0,
+                                              "device": "cpu", "precision": "fp32", "profile": "paper"}
+    default = [(85.0, 0.60), (86.0, 0.55), (84.0, 0.65)]
+    released = [(86.0, 0.58), (87.2, 0.53), (85.1, 0.63)]  # val loss 0.02 lower in every pair
+    store.append([base | {"experiment": "cifar10jpg_resnet14", "run": k, "seed": k, "test_accuracy": a,
+                          "val_loss": v} for k, (a, v) in enumerate(default)]
+                 + [base | {"experiment": "cifar10jpg_resnet14", "run": k, "seed": k, "test_accuracy": a,
+                            "val_loss": v, "profile": "paper:recipe=released"} for k, (a, v) in enumerate(released)]
+                 + [base | {"experiment": key, "run": k, "seed": k, "test_accuracy": a}
+                    for key, accuracies in (("cifar10first4000_lossless_resnet14", (67.0, 68.0)),
+                                            ("cifar10first4000_jpeg_resnet14", (65.0, 65.5)))
+                    for k, a in enumerate(accuracies)])
+    text, numbers = report.recipe_gap(tmp_path)
+    assert numbers["paper_accuracy"] == 87.8 and numbers["default_runs"] == numbers["released_runs"] == 3
+    assert numbers["default_gap"] == pytest.approx(87.8 - 85.0)
+    assert numbers["jpeg_penalty"] == pytest.approx(67.5 - 65.25)
+    jpeg_se = np.sqrt(np.var([67.0, 68.0], ddof=1) / 2 + np.var([65.0, 65.5], ddof=1) / 2)
+    assert numbers["jpeg_penalty_se"] == pytest.approx(jpeg_se)
+    assert numbers["released_left"] == pytest.approx(87.8 - np.mean([86.0, 87.2, 85.1]) - 2.25)
+    assert numbers["released_minus_default_val_loss"] == pytest.approx(-0.02)
+    d = np.array([1.0, 1.2, 1.1])
+    assert numbers["released_minus_default_test_accuracy"] == pytest.approx(d.mean())
+    p = stats.ttest_rel([a for a, _ in released], [a for a, _ in default]).pvalue
+    assert f"p = {p:.2g}" in text and "(paired, 3 pairs)" in text
+    assert "85.00 ± 1.00" in text  # mean ± std (ddof 1) of the default runs
+    # with one run of each, and no validation loss recorded: no test, and it says why
+    single = tmp_path / "single"
+    ResultStore(single).append([base | {"experiment": "cifar10jpg_resnet14", "test_accuracy": 85.95,
+                                        "val_loss": float("nan")}])
+    text, numbers = report.recipe_gap(single)
+    assert numbers["released_runs"] == 0 and np.isnan(numbers["released_gap"])
+    assert "not stored yet (0 of 3 runs)" in text and "needs at least two runs of each" in text
+
+
+def test_unfinished_groups_lists_the_committed_checkpoints(tmp_path):
+    folder = tmp_path / training.CHECKPOINT_FOLDER
+    folder.mkdir()
+    training.checkpoint.save_checkpoint(folder / "cifar10jpg_resnet14-cross_entropy-0123456789abcdef.pt",
+                                        {"epoch": 7, "seconds": 600.0, "epochs": 120, "description": "a group"})
+    training.checkpoint.save_checkpoint(folder / "mnist_fc-forward_That-fedcba9876543210.pt",
+                                        {"epoch": 3, "seconds": 60.0})  # written before the totals were kept
+    table = report.unfinished_groups(tmp_path)
+    assert table[["experiment", "method", "epoch"]].values.tolist() == [
+        ["cifar10jpg_resnet14", "cross_entropy", 7], ["mnist_fc", "forward_That", 3]]
+    assert table["minutes"].tolist() == [10.0, 1.0]
+    assert table["epochs"].iloc[0] == 120 and np.isnan(table["epochs"].iloc[1])
+    assert report.unfinished_groups(tmp_path / "none").empty
