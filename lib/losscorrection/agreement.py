@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import training
 from .methods import METHODS
-from .results import paper_table, summarize
+from .results import mean_interval, paper_table, summarize
 from .store import ResultStore, rate_key
 
 __all__ = [
@@ -132,11 +132,7 @@ def _shift_test(differences: np.ndarray) -> tuple[float, float, float, float]:
     Wilcoxon signed-rank p-value of "centred on zero" (1 when every difference is 0)."""
     from scipy import stats
 
-    mean = float(differences.mean())
-    low = high = float("nan")
-    if len(differences) > 1:
-        half = stats.t.ppf(0.975, len(differences) - 1) * differences.std(ddof=1) / np.sqrt(len(differences))
-        low, high = mean - half, mean + half
+    mean, low, high = mean_interval(differences)
     p = float(stats.wilcoxon(differences).pvalue) if np.any(differences != 0) else 1.0
     return mean, low, high, p
 

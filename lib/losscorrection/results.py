@@ -24,6 +24,7 @@ __all__ = [
     "NOISES",
     "ResultStore",
     "cell_key",
+    "mean_interval",
     "compact_legend",
     "compact_table",
     "compare_runs",
@@ -141,6 +142,20 @@ def _difference_test(runs_a: pd.DataFrame, runs_b: pd.DataFrame, pair_on: list[s
                 high=float(difference + half), p_value=float(p_value))
 
 
+def mean_interval(values: np.ndarray, alpha: float = 0.05) -> tuple[float, float, float]:
+    """The mean of ``values`` and its two-sided ``1 − alpha`` Student t interval
+    (``mean ± t(1 − alpha/2, n − 1) · std(ddof=1) / sqrt(n)``); NaN bounds for
+    fewer than two values."""
+    from scipy.stats import t as student_t
+
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = student_t.ppf(1 - alpha / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return mean, float(mean - half), float(mean + half)
+
+
 def comparison_summary(table: pd.DataFrame, label_a: str, label_b: str, alpha: float = 0.05) -> str:
     """One paragraph (Markdown) of :func:`compare_runs`'s ``table``: how many
     cells were compared by which test and how many of them differ at
@@ -148,8 +163,6 @@ def comparison_summary(table: pd.DataFrame, label_a: str, label_b: str, alpha: f
     with its ``1 − alpha`` interval over the cells (a one-sample t interval),
     and the largest difference with its own interval. It claims no agreement:
     the intervals bound the differences the runs leave possible."""
-    from scipy.stats import t as student_t
-
     if table.empty:
         return f"No cell stored under both {label_a} and {label_b}."
     counts = table["test"].value_counts()
@@ -159,15 +172,13 @@ def comparison_summary(table: pd.DataFrame, label_a: str, label_b: str, alpha: f
     tested = len(table) - counts.get("none", 0)
     level = f"{100 * (1 - alpha):g} %"
     differences = table["difference"].to_numpy(float)
-    mean = differences.mean()
+    mean, low, high = mean_interval(differences, alpha)
     separated = int(table["separated"].sum())
     text = (f"{len(table)} cells compared ({tests}): {separated} differ{'s' * (separated == 1)} at p < {alpha:g} "
             f"(about {alpha * tested:.2g} would by chance alone if none did). "
             f"Mean difference {label_a} − {label_b} {mean:+.2f} points")
     if len(differences) > 1:
-        spread = differences.std(ddof=1) / len(differences) ** 0.5
-        half = student_t.ppf(1 - alpha / 2, len(differences) - 1) * spread
-        text += f", {level} interval over the cells [{mean - half:+.2f}, {mean + half:+.2f}]"
+        text += f", {level} interval over the cells [{low:+.2f}, {high:+.2f}]"
     worst = table.iloc[int(np.abs(differences).argmax())]
     text += (f"; the largest, {worst['difference']:+.2f}, for {METHOD_SPECS[worst['method']].label} at "
              f"{_setting_label(worst['noise'], worst['rate'])}")
