@@ -67,6 +67,13 @@ def test_shift_per_block_has_a_t_interval_and_a_wilcoxon_signed_rank_test(tmp_pa
     assert shift.loc["imdb_embedding", "p_value"] == pytest.approx(2 / 2**5)
     text = agreement.format_block_agreement(shift.reset_index())
     assert "1 of 3 (33 %)" in text and "+2.00" in text and "+0.30" in text
+    # a block of one cell has a mean but no interval and no test
+    write_runs(tmp_path, {("cross_entropy", "none", 0.0): [86.41]}, experiment="cifar10jpg_resnet14")
+    shift = agreement.block_agreement(agreement.agreement_table(tmp_path)).set_index("experiment")
+    one = shift.loc["cifar10jpg_resnet14"]
+    assert one["mean_difference"] == pytest.approx(86.41 - 87.8) and np.isnan(one["p_value"])
+    row = agreement.format_block_agreement(shift.reset_index()).splitlines()[-1]
+    assert row.count("—") == 2 and "-1.39" in row
 
 
 def test_runs_of_one_index_are_compared_paired():

@@ -246,6 +246,32 @@ def test_an_unreachable_cluster_is_one_line_of_error(tmp_path, capsys):
     assert not ray.is_initialized() and not ResultStore(tmp_path).path("digits_fc").exists()
 
 
+@pytest.mark.parametrize("reply", [b"", b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_an_open_port_that_is_not_a_ray_head_is_one_line_of_error(reply):
+    """A listener that stays silent or answers in another protocol: refused within
+    the timeout, where Ray itself would keep trying for minutes."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+
+    def answer():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(64)
+            connection.sendall(reply)
+            time.sleep(3)  # hold the connection open past the timeout
+
+    threading.Thread(target=answer, daemon=True).start()
+    started = time.perf_counter()
+    with pytest.raises(ExecutorError, match=f"^cannot reach the Ray cluster at {address} \\(a server answers "
+                                            "there, but not a Ray head"):
+        check_reachable(address, timeout=1.0)
+    assert time.perf_counter() - started < 3
+    server.close()
+
+
 @pytest.mark.parametrize("address", ["no-port", "host:", ":6379"])
 def test_an_address_without_host_and_port_is_refused(address):
     with pytest.raises(ExecutorError, match=f"cannot reach the Ray cluster at {address}: give its address as "

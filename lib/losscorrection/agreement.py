@@ -128,11 +128,14 @@ def agreement_table(results_dir="results", profile: str = "paper") -> pd.DataFra
 
 
 def _shift_test(differences: np.ndarray) -> tuple[float, float, float, float]:
-    """Mean of ``differences``, its 95 % t-interval (NaN below two) and the two-sided
-    Wilcoxon signed-rank p-value of "centred on zero" (1 when every difference is 0)."""
+    """Mean of ``differences``, its 95 % t-interval and the two-sided Wilcoxon
+    signed-rank p-value of "centred on zero" (1 when every difference is 0; the
+    interval and p NaN below two differences)."""
     from scipy import stats
 
     mean, low, high = mean_interval(differences)
+    if len(differences) < 2:
+        return mean, low, high, float("nan")
     p = float(stats.wilcoxon(differences).pvalue) if np.any(differences != 0) else 1.0
     return mean, low, high, p
 
@@ -162,7 +165,7 @@ def format_block_agreement(frame: pd.DataFrame) -> str:
         "mean ours − paper": frame["mean_difference"].map(lambda v: f"{v:+.2f}"),
         "95 % interval": [f"{lo:+.2f} to {hi:+.2f}" if lo == lo else "—"
                           for lo, hi in zip(frame["ci_low"], frame["ci_high"])],
-        "Wilcoxon p": frame["p_value"].map(lambda v: f"{v:.2g}"),
+        "Wilcoxon p": frame["p_value"].map(lambda v: f"{v:.2g}" if v == v else "—"),
     })
     return shown.to_markdown(index=False, disable_numparse=True)
 

@@ -87,17 +87,36 @@ def _import_ray() -> Any:
     return ray
 
 
+# An HTTP/2 client's opening (RFC 9113, 3.4) and an empty SETTINGS frame: a gRPC
+# server, as a Ray head's GCS and Ray Client ports are, answers with a SETTINGS frame.
+_HTTP2_OPENING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4  # the frame type in byte 3 of a frame header
+
+
 def check_reachable(address: str, timeout: float = CONNECT_SECONDS) -> None:
-    """Raise :class:`ExecutorError` unless a TCP connection to ``address``
-    (``HOST:PORT`` or ``ray://HOST:PORT``) opens within ``timeout`` seconds."""
+    """Raise :class:`ExecutorError` unless ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``) accepts a TCP connection and answers it as a gRPC
+    server within ``timeout`` seconds (Ray itself would wait on any open port
+    for minutes)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ExecutorError(f"cannot reach the Ray cluster at {address}: give its address as HOST:PORT")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        connection = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     except OSError as err:
         reason = err.strerror or type(err).__name__
         raise ExecutorError(f"cannot reach the Ray cluster at {address} ({reason.lower()})") from None
+    header = b""
+    with connection:
+        try:
+            connection.sendall(_HTTP2_OPENING)
+            while len(header) < 9 and (chunk := connection.recv(9 - len(header))):
+                header += chunk
+        except OSError:  # silent past the timeout, or the connection dropped
+            pass
+    if len(header) < 9 or header[3] != _HTTP2_SETTINGS:
+        raise ExecutorError(f"cannot reach the Ray cluster at {address} (a server answers there, but not a "
+                            "Ray head: give the port that `ray start --head` printed)")
 
 
 def _train_in_task(context: SweepContext, job: GroupJob, estimated: dict, deadline_wall: float | None,
