@@ -35,6 +35,10 @@
 # - **The images are the JPEG copy** (quality about 75), joined to the human
 #   labels through the mapping file that ships with them; the CIFAR-10N
 #   release labels the lossless images.
+# - **The training recipe is this library's** (padded crops, `x / 255` minus
+#   the training mean, one pass per epoch), with which these runs were
+#   trained, where the CIFAR-10 chapter now uses the released code's (the
+#   reproduction notes); `--recipe released` trains CIFAR-10N that way.
 #
 # The labels are licensed CC BY-NC 4.0 and are not part of this repository:
 # the cells below need them under the data root (`cifar10n/`).

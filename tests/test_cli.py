@@ -211,6 +211,6 @@ def test_the_recipe_option_reaches_the_trainer(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "run_cells", recording)
     common = ["run", "cifar10jpg_resnet14", "--method", "cross_entropy", "--noise", "none", "--runs", "3",
               "--results-dir", str(tmp_path), "--quiet"]
-    assert cli.main([*common, "--recipe", "released"]) == 0
+    assert cli.main([*common, "--recipe", "library"]) == 0
     assert cli.main(common) == 0
-    assert calls == ["released", "default"]
+    assert calls == ["library", None]  # None: the experiment's own

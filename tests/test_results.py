@@ -403,33 +403,36 @@ def test_recipe_gap_splits_the_clean_gap_and_compares_the_recipes_by_seed(tmp_pa
     store = ResultStore(tmp_path)
     base = {c: 0 for c in results.COLUMNS} | {"method": "cross_entropy", "noise": "none", "rate": 0.0,
                                               "device": "cpu", "precision": "fp32", "profile": "paper"}
-    default = [(85.0, 0.60), (86.0, 0.55), (84.0, 0.65)]
-    released = [(86.0, 0.58), (87.2, 0.53), (85.1, 0.63)]  # val loss 0.02 lower in every pair
+    library = [(85.0, 0.60, 86.0), (86.0, 0.55, 86.5), (84.0, 0.65, 85.0)]
+    released = [(86.0, 0.58, 86.4), (87.2, 0.53, 87.3), (85.1, 0.63, 85.2)]  # val loss 0.02 lower in every pair
     store.append([base | {"experiment": "cifar10jpg_resnet14", "run": k, "seed": k, "test_accuracy": a,
-                          "val_loss": v} for k, (a, v) in enumerate(default)]
+                          "val_loss": v, "val_accuracy": va, "profile": "paper:recipe=library"}
+                  for k, (a, v, va) in enumerate(library)]
                  + [base | {"experiment": "cifar10jpg_resnet14", "run": k, "seed": k, "test_accuracy": a,
-                            "val_loss": v, "profile": "paper:recipe=released"} for k, (a, v) in enumerate(released)]
+                            "val_loss": v, "val_accuracy": va} for k, (a, v, va) in enumerate(released)]
                  + [base | {"experiment": key, "run": k, "seed": k, "test_accuracy": a}
                     for key, accuracies in (("cifar10first4000_lossless_resnet14", (67.0, 68.0)),
                                             ("cifar10first4000_jpeg_resnet14", (65.0, 65.5)))
                     for k, a in enumerate(accuracies)])
     text, numbers = report.recipe_gap(tmp_path)
-    assert numbers["paper_accuracy"] == 87.8 and numbers["default_runs"] == numbers["released_runs"] == 3
-    assert numbers["default_gap"] == pytest.approx(87.8 - 85.0)
+    assert numbers["paper_accuracy"] == 87.8 and numbers["library_runs"] == numbers["released_runs"] == 3
+    assert numbers["library_gap"] == pytest.approx(87.8 - 85.0)
     assert numbers["jpeg_penalty"] == pytest.approx(67.5 - 65.25)
     jpeg_se = np.sqrt(np.var([67.0, 68.0], ddof=1) / 2 + np.var([65.0, 65.5], ddof=1) / 2)
     assert numbers["jpeg_penalty_se"] == pytest.approx(jpeg_se)
     assert numbers["released_left"] == pytest.approx(87.8 - np.mean([86.0, 87.2, 85.1]) - 2.25)
-    assert numbers["released_minus_default_val_loss"] == pytest.approx(-0.02)
+    assert numbers["released_minus_library_val_loss"] == pytest.approx(-0.02)
+    assert numbers["released_minus_library_val_accuracy"] == pytest.approx(np.mean([0.4, 0.8, 0.2]))
     d = np.array([1.0, 1.2, 1.1])
-    assert numbers["released_minus_default_test_accuracy"] == pytest.approx(d.mean())
-    p = stats.ttest_rel([a for a, _ in released], [a for a, _ in default]).pvalue
+    assert numbers["released_minus_library_test_accuracy"] == pytest.approx(d.mean())
+    p = stats.ttest_rel([a for a, _, _ in released], [a for a, _, _ in library]).pvalue
+    assert numbers["released_minus_library_test_accuracy_p"] == pytest.approx(p)
     assert f"p = {p:.2g}" in text and "(paired, 3 pairs)" in text
-    assert "85.00 ± 1.00" in text  # mean ± std (ddof 1) of the default runs
+    assert "85.00 ± 1.00" in text  # mean ± std (ddof 1) of the library's runs
     # with one run of each, and no validation loss recorded: no test, and it says why
     single = tmp_path / "single"
     ResultStore(single).append([base | {"experiment": "cifar10jpg_resnet14", "test_accuracy": 85.95,
-                                        "val_loss": float("nan")}])
+                                        "val_loss": float("nan"), "profile": "paper:recipe=library"}])
     text, numbers = report.recipe_gap(single)
     assert numbers["released_runs"] == 0 and np.isnan(numbers["released_gap"])
     assert "not stored yet (0 of 3 runs)" in text and "needs at least two runs of each" in text

@@ -221,15 +221,15 @@ def test_digits_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
     exp = training.EXPERIMENTS["digits_fc"]
     cells = training.table_cells(exp, runs=1)
     calls = []
-    real = runner._train_cells
+    real = runner.train_job
 
-    def interrupted(**kwargs):
+    def interrupted(context, job, estimated):
         if len(calls) == 3:
             raise KeyboardInterrupt
-        calls.append(kwargs["method"])
-        return real(**kwargs)
+        calls.append(job.method)
+        return real(context, job, estimated)
 
-    monkeypatch.setattr(runner, "_train_cells", interrupted)
+    monkeypatch.setattr(runner, "train_job", interrupted)
     with pytest.raises(KeyboardInterrupt):
         training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
     store = ResultStore(tmp_path)
@@ -238,7 +238,8 @@ def test_digits_sweep_end_to_end_and_resume(tmp_path, monkeypatch):
     assert calls[0] == "cross_entropy"
 
     calls.clear()
-    monkeypatch.setattr(runner, "_train_cells", lambda **k: (calls.append(k["method"]), real(**k))[1])
+    monkeypatch.setattr(runner, "train_job", lambda context, job, estimated: (calls.append(job.method),
+                                                                               real(context, job, estimated))[1])
     new = training.run_cells(exp, cells, profile="smoke", device="cpu", results_dir=tmp_path, progress=False)
     assert len(new) == 40 - 12
     assert "cross_entropy" not in calls  # T̂ came from the store, stage 1 was not redone
@@ -1004,7 +1005,7 @@ def test_kernel_penalty_is_each_runs_l2_penalty_on_its_kernels(digits):
                   training.GroupedRuns(resnets(seeds, architecture="released"), CPU_RUNTIME),
                   training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME)):
         expected = squares(mlps(seeds) if isinstance(stack, training.StackedMLP) else nets)
-        np.testing.assert_allclose(loop.kernel_penalty(stack, 2, 1e-3).numpy(), 1e-3 * expected, rtol=1e-5)
+        np.testing.assert_allclose(loop.kernel_penalty(stack, 1e-3).numpy(), 1e-3 * expected, rtol=1e-5)
 
 
 def test_penalised_selection_adds_the_penalty_and_stores_the_data_loss(digits, monkeypatch):
@@ -1027,14 +1028,14 @@ def test_penalised_selection_adds_the_penalty_and_stores_the_data_loss(digits, m
     monkeypatch.setattr(loop, "_validate", scripted_validation)
     schedule = replace(SCHEDULE, epochs=4, weight_decay=0.01)  # AdaGrad: λ only in the penalty
     outcomes = {}
-    for recipe in (training.experiments.RECIPES["default"], RELEASED):
+    for recipe in (training.experiments.RECIPES["library"], RELEASED):
         penalties.clear()
         outcomes[recipe] = training.train_group(
             training.StackedMLP(mlps(seeds), seeds, CPU_RUNTIME), "cross_entropy", group_data(digits), y_tr, y_va,
             None, schedule, seeds, on_epoch=record_penalty, recipe=recipe, progress=False)
     criterion = np.array(scripted) + np.array(penalties)
     for k in range(2):
-        plain, penalised = outcomes[training.experiments.RECIPES["default"]][k], outcomes[RELEASED][k]
+        plain, penalised = outcomes[training.experiments.RECIPES["library"]][k], outcomes[RELEASED][k]
         assert plain.selected_epoch == 4
         assert penalised.selected_epoch == int(np.argmin(criterion[:, k])) + 1 != 4
         assert penalised.val_loss == pytest.approx(scripted[penalised.selected_epoch - 1][k])
@@ -1089,7 +1090,7 @@ def test_a_released_recipe_group_resumes_inside_a_pass_and_ends_as_if_uninterrup
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     default = tmp_path / "default.pt"
     with pytest.raises(Interrupted):
-        train(make_stack(), recipe=training.experiments.RECIPES["default"], checkpoint=default,
+        train(make_stack(), recipe=training.experiments.RECIPES["library"], checkpoint=default,
               checkpoint_seconds=0.0, on_epoch=interrupt_at(3))
     assert set(torch.load(default, weights_only=True)) == {  # the default recipe's checkpoints keep their keys
         "epoch", "history", "best_epoch", "stack", "best", "best_loss", "best_val_accuracy", "optimizer",

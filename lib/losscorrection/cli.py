@@ -74,10 +74,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a network argument that differs from the experiment's, e.g. output_init=uniform "
                              "(repeatable; stored under the profile label <profile>:KEY=VALUE)")
-    parser.add_argument("--recipe", choices=tuple(training.RECIPES), default="default",
-                        help="released: train an image experiment as the authors' released code does (epoch "
-                             "length, augmentation, pixels, clipped cross-entropy, selection, network; stored "
-                             "under <profile>:recipe=released)")
+    parser.add_argument("--recipe", choices=tuple(training.RECIPES), default=None,
+                        help="how an image experiment trains (default: the experiment's own). released: as the "
+                             "authors' released code (epoch length, augmentation, pixels, clipped cross-entropy, "
+                             "selection, network; the CIFAR-10/100 experiments' own); library: this library's "
+                             "(pad-and-crop, x/255, one pass per epoch; CIFAR-10N's own). Another recipe than "
+                             "the experiment's is stored under <profile>:recipe=<name>")
     parser.add_argument("--precision", choices=training.PRECISIONS, default="auto",
                         help="auto: bf16 autocast for the ResNets and the LSTM on CUDA, and for all but the "
                              "IMDB embedding model on CPUs with native bf16 arithmetic")

@@ -26,7 +26,7 @@ from . import checkpoint as checkpoints
 from .checkpoint import load_checkpoint, rng_states, save_checkpoint, set_rng_states, to_device
 from .experiments import RECIPES, Recipe, Schedule
 from .objective import per_run_losses
-from .runs import ModuleRuns, RunStack
+from .runs import RunStack
 
 __all__ = [
     "EVAL_BATCH", "GroupData", "RunOutcome", "TimeLimitReached", "kernel_penalty", "train_group",
@@ -126,20 +126,10 @@ def _optimizer(
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
 
 
-def kernel_penalty(stack: RunStack, runs: int, weight_decay: float) -> Tensor:
-    """Each run's L2 penalty ``λ Σ‖w‖²`` over its kernels (:meth:`RunStack.kernels`,
-    what Keras' ``kernel_regularizer=l2(λ)`` adds to the loss): float32 ``(runs,)``.
-
-    :class:`~losscorrection.training.runs.ModuleRuns` lists run after run the
-    same number of kernels; the batched stacks keep run k's block of every
-    kernel at ``w.reshape(runs, -1)[k]``."""
-    with torch.no_grad():
-        kernels = [w.detach().float() for w in stack.kernels()]
-        if isinstance(stack, ModuleRuns):
-            per_run = len(kernels) // runs
-            squares = [sum(w.pow(2).sum() for w in kernels[k * per_run:(k + 1) * per_run]) for k in range(runs)]
-            return weight_decay * torch.stack(squares)
-        return weight_decay * sum(w.reshape(runs, -1).pow(2).sum(dim=1) for w in kernels)
+def kernel_penalty(stack: RunStack, weight_decay: float) -> Tensor:
+    """Each run's L2 penalty ``λ Σ‖w‖²`` over its kernels (:meth:`RunStack.kernel_squares`,
+    what Keras' ``kernel_regularizer=l2(λ)`` adds to the loss): float32 ``(K,)``."""
+    return weight_decay * stack.kernel_squares()
 
 
 class _BatchOrder:
@@ -218,7 +208,7 @@ def train_group(
     checkpoint: str | Path | None = None,
     checkpoint_seconds: float | None = None,
     deadline: float | None = None,
-    recipe: Recipe = RECIPES["default"],
+    recipe: Recipe = RECIPES["library"],
 ) -> list[RunOutcome]:
     """Train K runs of ``method`` together (Algorithm 1, one stage) and select each
     run's epoch with the lowest validation loss.
@@ -334,7 +324,7 @@ def train_group(
             on_epoch(epoch + 1, stack)
         val, val_accuracy = _validate(stack, group_data, method, y_val, matrices, recipe.clipped_cross_entropy)
         history.append(val.tolist())
-        criterion = val + kernel_penalty(stack, K, schedule.weight_decay) if recipe.penalised_selection else val
+        criterion = val + kernel_penalty(stack, schedule.weight_decay) if recipe.penalised_selection else val
         improved = torch.nan_to_num(criterion, nan=math.inf) < best_criterion
         stack.keep_best(best, improved)
         best_criterion = torch.where(improved, criterion, best_criterion)

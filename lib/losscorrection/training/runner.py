@@ -13,10 +13,9 @@ import hashlib
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,20 +81,16 @@ def build_runs(experiment: Experiment, method: str, cells: list[Cell], split: da
 
 
 def make_group_data(experiment: Experiment, split: data_module.Split, device: torch.device,
-                    recipe: Recipe = RECIPES["default"]) -> GroupData:
+                    recipe: Recipe = RECIPES["library"]) -> GroupData:
     """The split's inputs and clean test labels on ``device``, with the pixel mean
     and scale and the augmentation of the experiment and ``recipe``: what
     every group of runs on ``split`` shares (:func:`train_group`'s ``group_data``)."""
     images = split.x_train.dtype == torch.uint8
-    raw = recipe.pixels == "raw_all_mean"  # 0..255 minus the mean of the training and validation images
-    mean = None
-    if images:
-        mean = data_module.pixel_mean([split.x_train, split.x_val], scale=1.0) if raw else \
-            data_module.pixel_mean(split.x_train)
+    mean = recipe.pixel_mean(split.x_train, split.x_val).to(device) if images else None
     return GroupData(
         split.x_train.to(device), split.x_val.to(device), split.x_test.to(device),
-        split.y_test.to(device), split.num_classes, pixel_mean=None if mean is None else mean.to(device),
-        augment=experiment.augment, augmentation=recipe.augmentation, pixel_scale=1.0 if raw else 255.0,
+        split.y_test.to(device), split.num_classes, pixel_mean=mean,
+        augment=experiment.augment, augmentation=recipe.augmentation, pixel_scale=recipe.pixel_scale,
     )
 
 
@@ -117,7 +112,7 @@ def run_cells(
     progress: bool = True,
     split: data_module.Split | None = None,
     time_limit: float | None = None,
-    recipe: str = "default",
+    recipe: str | None = None,
     executor: str | LocalExecutor | RayExecutor = "local",
     checkpoint_seconds: float | None = None,
 ) -> pd.DataFrame:
@@ -168,10 +163,13 @@ def run_cells(
         :class:`~losscorrection.training.TimeLimitReached` raised, with every
         finished group stored. The same call continues.
     recipe
-        A name of :data:`~losscorrection.training.experiments.RECIPES`:
+        A name of :data:`~losscorrection.training.experiments.RECIPES`
+        (default: the experiment's own, ``experiment.recipe``):
         ``"released"`` trains an image experiment as the authors' released
-        code does (:class:`~losscorrection.training.Recipe`), its rows
-        stored under ``<profile>:recipe=released``.
+        code does (:class:`~losscorrection.training.Recipe`; the CIFAR
+        experiments' own), ``"library"`` as this library does. Rows of a
+        recipe other than the experiment's are stored under
+        ``<profile>:recipe=<name>``.
     executor
         Where the groups of runs train: ``"local"`` (this process, one group
         after the other), ``"ray"`` or a
@@ -199,10 +197,12 @@ def run_cells(
     experiment = get_experiment(experiment) if isinstance(experiment, str) else experiment
     schedule, limit, label = _resolve_profile(experiment, profile, epochs, limit, own_data=split is not None, lr=lr,
                                               weight_decay_scope=weight_decay_scope)
+    recipe = experiment.recipe if recipe is None else recipe
     recipe_spec = get_recipe(recipe, experiment)
-    if recipe != "default":
+    if recipe != experiment.recipe:
         label = f"{label}:recipe={recipe}"
-        experiment = replace(experiment, model_kwargs={**experiment.model_kwargs, **dict(recipe_spec.model_options)})
+    experiment = replace(experiment, recipe=recipe,
+                         model_kwargs={**experiment.model_kwargs, **dict(recipe_spec.model_options)})
     changed = {k: v for k, v in (model_options or {}).items() if experiment.model_kwargs.get(k, object()) != v}
     if changed:
         experiment = replace(experiment, model_kwargs={**experiment.model_kwargs, **changed})
@@ -259,7 +259,8 @@ def _group_jobs(experiment: Experiment, stage_one: list[Cell], pending: list[Cel
 
 
 def train_job(context: SweepContext, job: GroupJob, estimated: dict[tuple, np.ndarray]) -> GroupResult:
-    """Train one group of runs, resuming from its checkpoint, in this process.
+    """Train one group of runs of one method in this process, resuming from its
+    checkpoint, and return its result rows and new T̂s (stage 1).
 
     Writes nothing but the group's checkpoint, so it runs wherever an executor
     sends it; the caller stores the rows and T̂ it returns.
@@ -274,20 +275,45 @@ def train_job(context: SweepContext, job: GroupJob, estimated: dict[tuple, np.nd
     estimated
         The stage-1 T̂ of each (noise, rate, run) in ``job.needs``.
     """
+    experiment, method, group, runtime = context.experiment, job.method, list(job.cells), context.runtime
     group_data = context.group_data
     if group_data is None:
-        group_data = make_group_data(context.experiment, context.split, context.runtime.device, context.recipe)
+        group_data = make_group_data(experiment, context.split, runtime.device, context.recipe)
+    labels = context.labels
+    uses_estimate = method_spec(method).estimated_T
+    transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
+    matrices = correction_matrices(method, transitions, runtime.device)
+    stack = build_runs(experiment, method, group, context.split, runtime)
+    y_train, y_val = stacked_labels([labels[c.noise_key] for c in group], runtime.device)
     epochs_trained = []
-    rows, transitions = _train_cells(
-        experiment=context.experiment, method=job.method, group=list(job.cells), split=context.split,
-        group_data=group_data, labels=context.labels, estimated=estimated, schedule=context.schedule,
-        runtime=context.runtime, progress=context.progress,
-        provenance=dict(context.provenance, device=context.runtime.describe()), checkpoint=job.checkpoint,
-        deadline=context.deadline, recipe=context.recipe, checkpoint_seconds=context.checkpoint_seconds,
-        on_epoch=lambda epoch, _: epochs_trained.append(epoch),
+    outcomes = train_group(
+        stack, method, group_data, y_train, y_val, matrices, context.schedule,
+        order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
+        want_probs=method == STAGE_ONE, progress=context.progress,
+        desc=f"{experiment.key} {method} ({len(group)} run{'s' if len(group) > 1 else ''})",
+        checkpoint=job.checkpoint, deadline=context.deadline, recipe=context.recipe,
+        checkpoint_seconds=context.checkpoint_seconds, on_epoch=lambda epoch, _: epochs_trained.append(epoch),
     )
+    wall = outcomes[0].group_seconds / len(group)  # per run; a resumed group counts every process's share
+    provenance = dict(context.provenance, device=runtime.describe())
+    new_transitions = {}
+    rows = []
+    for cell, T, outcome in zip(group, transitions, outcomes):
+        T_error = identity_mix = math.nan
+        if method_spec(method).correction == "backward":
+            identity_mix = identity_mix_for(T)
+        if method == STAGE_ONE:
+            new_transitions[cell.noise_key] = estimate_transition(outcome.probs, experiment.quantile)
+        if uses_estimate:
+            T_error = estimation_error(estimated[cell.noise_key], labels[cell.noise_key].T)
+        rows.append(dict(
+            provenance, method=method, noise=cell.noise, rate=cell.rate, run=cell.run, seed=cell.seed,
+            test_accuracy=round(outcome.test_accuracy, 4), selected_epoch=outcome.selected_epoch,
+            val_loss=round(outcome.val_loss, 6), val_accuracy=round(outcome.val_accuracy, 4),
+            T_error=T_error, identity_mix=identity_mix, wall_seconds=round(wall, 3), timestamp=timestamp(),
+        ))
     resumed = epochs_trained[0] - 1 if epochs_trained else context.schedule.epochs
-    return GroupResult(rows, transitions, resumed)
+    return GroupResult(rows, new_transitions, resumed)
 
 
 def _plan(experiment: Experiment, cells: Iterable[Cell], label: str, store: ResultStore,
@@ -335,49 +361,6 @@ def _checkpoint_path(results_dir: str | Path, experiment: Experiment, method: st
                  [(c.method, *c.noise_key) for c in group]))
     digest = hashlib.sha1(what.encode()).hexdigest()[:16]
     return Path(results_dir) / CHECKPOINT_FOLDER / f"{experiment.key}-{method}-{digest}.pt"
-
-
-def _train_cells(
-    *, experiment: Experiment, method: str, group: list[Cell], split: data_module.Split,
-    group_data: GroupData, labels: dict[tuple, NoisyLabels], estimated: dict[tuple, np.ndarray],
-    schedule: Schedule, runtime: Runtime, progress: bool, provenance: dict, checkpoint: Path,
-    deadline: float | None, recipe: Recipe = RECIPES["default"], checkpoint_seconds: float | None = None,
-    on_epoch: Callable[[int, Any], None] | None = None,
-) -> tuple[list[dict], dict[tuple, np.ndarray]]:
-    """Train one group of runs of one method (resuming from ``checkpoint`` when it
-    exists); return result rows and new T̂s (stage 1). ``checkpoint_seconds`` and
-    ``on_epoch`` go to :func:`train_group`."""
-    uses_estimate = method_spec(method).estimated_T
-    transitions = [estimated[c.noise_key] if uses_estimate else labels[c.noise_key].T for c in group]
-    matrices = correction_matrices(method, transitions, runtime.device)
-    stack = build_runs(experiment, method, group, split, runtime)
-    y_train, y_val = stacked_labels([labels[c.noise_key] for c in group], runtime.device)
-    outcomes = train_group(
-        stack, method, group_data, y_train, y_val, matrices, schedule,
-        order_seeds=[order_seed(c.seed) for c in group], augment_seeds=[augment_seed(c.seed) for c in group],
-        want_probs=method == STAGE_ONE, progress=progress,
-        desc=f"{experiment.key} {method} ({len(group)} run{'s' if len(group) > 1 else ''})",
-        checkpoint=checkpoint, deadline=deadline, recipe=recipe, checkpoint_seconds=checkpoint_seconds,
-        on_epoch=on_epoch,
-    )
-    wall = outcomes[0].group_seconds / len(group)  # per run; a resumed group counts every process's share
-    new_transitions = {}
-    rows = []
-    for cell, outcome in zip(group, outcomes):
-        T_error = identity_mix = math.nan
-        if method_spec(method).correction == "backward":
-            identity_mix = identity_mix_for(transitions[len(rows)])
-        if method == STAGE_ONE:
-            new_transitions[cell.noise_key] = estimate_transition(outcome.probs, experiment.quantile)
-        if uses_estimate:
-            T_error = estimation_error(estimated[cell.noise_key], labels[cell.noise_key].T)
-        rows.append(dict(
-            provenance, method=method, noise=cell.noise, rate=cell.rate, run=cell.run, seed=cell.seed,
-            test_accuracy=round(outcome.test_accuracy, 4), selected_epoch=outcome.selected_epoch,
-            val_loss=round(outcome.val_loss, 6), val_accuracy=round(outcome.val_accuracy, 4),
-            T_error=T_error, identity_mix=identity_mix, wall_seconds=round(wall, 3), timestamp=timestamp(),
-        ))
-    return rows, new_transitions
 
 
 def ensure_results(

@@ -39,6 +39,10 @@ class RunStack(Protocol):
         """The weights of the convolution and dense layers (what weight decay penalises)."""
         ...
 
+    def kernel_squares(self) -> Tensor:
+        """Each run's ``Σ‖w‖²`` over its own :meth:`kernels`: float32 ``(K,)``, no gradient."""
+        ...
+
     def forward(self, x: Tensor, train: bool, shared: bool = False) -> Tensor: ...
 
     def snapshot(self) -> Any: ...
@@ -51,6 +55,13 @@ class RunStack(Protocol):
 def _kernels(module: nn.Module) -> list[Tensor]:
     """The weights of ``module``'s convolution and dense layers, grouped ones included."""
     return models.kernels(module) + [m.weight for m in module.modules() if isinstance(m, GroupedLinear)]
+
+
+def _blocked_squares(kernels: list[Tensor], runs: int) -> Tensor:
+    """``Σ‖w‖²`` per run of batched kernels that keep run k's block at
+    ``w.reshape(runs, -1)[k]``: float32 ``(runs,)``."""
+    with torch.no_grad():
+        return sum(w.detach().float().reshape(runs, -1).pow(2).sum(dim=1) for w in kernels)
 
 
 def _dropout(h: Tensor, p: float, generators: list[torch.Generator]) -> Tensor:
@@ -108,6 +119,9 @@ class StackedMLP:
 
     def kernels(self) -> list[Tensor]:
         return list(self.weights)
+
+    def kernel_squares(self) -> Tensor:
+        return _blocked_squares(self.kernels(), self.weights[0].shape[0])
 
     def state(self) -> list[Tensor]:
         extra = [self.running_mean, self.running_var] if self.head else []
@@ -181,6 +195,10 @@ class ModuleRuns:
 
     def kernels(self) -> list[Tensor]:
         return [p for m in self.modules for p in _kernels(m)]
+
+    def kernel_squares(self) -> Tensor:
+        with torch.no_grad():
+            return torch.stack([sum(w.detach().float().pow(2).sum() for w in _kernels(m)) for m in self.modules])
 
     def _global_generator(self) -> torch.Generator:
         device = self.runtime.device
@@ -303,6 +321,9 @@ class GroupedRuns:
 
     def kernels(self) -> list[Tensor]:
         return _kernels(self.model)
+
+    def kernel_squares(self) -> Tensor:
+        return _blocked_squares(self.kernels(), self.K)
 
     def state(self) -> list[Tensor]:
         return [t for name, t in self.model.state_dict(keep_vars=True).items()

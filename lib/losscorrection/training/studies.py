@@ -48,6 +48,7 @@ def _subset_experiment(version: str) -> Experiment:
         get_experiment("cifar10jpg_resnet14"), key=JPEG_PENALTY_KEYS[version], dataset=f"cifar10first4000_{version}",
         description=f"the first 4,000 CIFAR-10 training images ({version}), ResNet-14", paper_block=None,
         paper_note="", figure=False, settings=(("none", 0.0),),
+        recipe="library",  # the penalty was measured with the library's recipe
     )
 
 

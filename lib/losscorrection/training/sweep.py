@@ -118,7 +118,7 @@ class SweepContext:
     schedule: Schedule
     runtime: Runtime
     provenance: dict
-    recipe: Recipe = field(default_factory=lambda: RECIPES["default"])
+    recipe: Recipe = field(default_factory=lambda: RECIPES["library"])
     progress: bool = True
     deadline: float | None = None
     checkpoint_seconds: float | None = None
