@@ -108,9 +108,10 @@ class Recipe:
     training split in a fresh order per run; ``"full_training_set"``, an epoch
     is ``(n_train + n_val) // batch_size`` batches (390 on CIFAR: Keras'
     ``steps_per_epoch = X_train.shape[0] // num_batch`` counts all 50,000
-    images) taken from passes over the training split that continue across
-    epochs, each pass in a fresh order and ending in a partial batch, as
-    Keras' ``ImageDataGenerator.flow`` iterates.
+    images; at least one, where Keras would train no step) taken from passes
+    over the training split that continue across epochs, each pass in a
+    fresh order and ending in a partial batch, as Keras'
+    ``ImageDataGenerator.flow`` iterates.
     ``augmentation``: a name of :data:`~losscorrection.data.augmentation.AUGMENTATIONS`:
     ``"pad_crop"`` (4-pixel zero padding, random crop, flip) or ``"shift_flip"``
     (shifts of up to 10 %, border pixels repeated, flip).

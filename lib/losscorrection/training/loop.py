@@ -277,11 +277,8 @@ def train_group(
     batches = _BatchOrder(order, n, schedule.batch_size, device)
     if recipe.epoch_length == "training_pass":
         steps = batches.batches_per_pass
-    else:  # the released code's steps_per_epoch: training and validation examples
-        steps = (n + y_val.shape[1]) // schedule.batch_size
-        if steps < 1:
-            raise ValueError(f"epoch_length 'full_training_set' needs a full batch: {n + y_val.shape[1]} training "
-                             f"and validation examples, batch size {schedule.batch_size}")
+    else:  # the released code's steps_per_epoch, from training and validation examples; at least one
+        steps = max(1, (n + y_val.shape[1]) // schedule.batch_size)
     augment = [torch.Generator(device=device).manual_seed(s) for s in augment_seeds or order_seeds]
     streams = {"order": order, "augment": augment, "runs": getattr(stack, "generators", [])}
     best = stack.snapshot()
