@@ -29,7 +29,7 @@ from ..store import CELL_KEY, ResultStore, cell_key, git_commit, timestamp
 from .budget import describe_duration, estimate_seconds
 from .executors import LocalExecutor, RayExecutor, make_executor
 from .experiments import (
-    RECIPES, Cell, Experiment, NoisyLabels, Recipe, Schedule, augment_seed, dropout_seed, get_experiment,
+    RECIPES, Cell, Experiment, Recipe, Schedule, augment_seed, dropout_seed, get_experiment,
     get_recipe, noisy_labels, order_seed, profile_label, profile_settings, stacked_labels,
 )
 from .loop import GroupData, train_group
